@@ -1,0 +1,7 @@
+"""Callbacks of lightning_nas, referred to in YAML as ``callbacks.<Name>``."""
+
+from callbacks.architecture_logger import ArchitectureLogger
+from callbacks.genotype_writer import GenotypeWriter
+from lightning_nas.loss_terms import LossTerm
+
+__all__ = ["ArchitectureLogger", "GenotypeWriter", "LossTerm"]

@@ -1,0 +1,98 @@
+"""The ``lightning`` / ``lightning-nas`` command line (also ``python -m lightning_nas``).
+
+A :class:`~lightning.pytorch.cli.LightningCLI` with the subcommands ``fit``, ``validate``,
+``test`` and ``predict``. Any LightningModule (``SearchModule``, ``SegmentationModule``) and any
+LightningDataModule can be chosen with ``class_path``; short class names work for everything in
+``lightning_nas`` and ``callbacks`` because those packages are imported here.
+
+``num_classes`` flows from the DataModule into the model: before the classes are instantiated,
+the DataModule's ``num_classes`` is written into ``model.init_args.num_classes`` and into the
+``num_classes`` (or smp's ``classes``) of every class-valued model argument (the search space,
+the network), whatever the model class.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from jsonargparse import Namespace, lazy_instance
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.cli import LightningCLI
+
+import callbacks  # noqa: F401  (registers callbacks.* for short names)
+import lightning_nas.data  # noqa: F401
+import lightning_nas.networks  # noqa: F401
+import lightning_nas.spaces  # noqa: F401
+from lightning_nas._config import import_object
+from lightning_nas.search import SearchModule  # noqa: F401
+from lightning_nas.segmentation import SegmentationModule  # noqa: F401
+
+_CLASS_KEYS = ("num_classes", "classes")
+
+
+class NASCLI(LightningCLI):
+    """LightningCLI with lightning_nas's defaults (see the module docstring)."""
+
+    def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("trainer_defaults", {"callbacks": [lazy_instance(RichProgressBar)]})
+        kwargs.setdefault("parser_kwargs", {"description": "lightning_nas: NAS for segmentation"})
+        super().__init__(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        data = cfg.get("data")
+        model = cfg.get("model")
+        if data is None or model is None:
+            return
+        num_classes = _data_num_classes(data)
+        if num_classes is not None:
+            link_num_classes(model, num_classes)
+
+
+def _data_num_classes(data: Namespace) -> int | None:
+    cls = import_object(data["class_path"])
+    init_args = data.get("init_args")
+    kwargs = init_args.as_dict() if isinstance(init_args, Namespace) else dict(init_args or {})
+    datamodule = cls(**kwargs)
+    value = getattr(datamodule, "num_classes", None)
+    return int(value) if value is not None else None
+
+
+def link_num_classes(model: Namespace, num_classes: int) -> None:
+    """Write ``num_classes`` into a parsed model config (in place).
+
+    Sets ``init_args.num_classes`` of the model if it has one, and ``num_classes`` / ``classes``
+    of each class-valued argument of the model.
+    """
+    init_args = model.get("init_args")
+    if init_args is None:
+        return
+    if "num_classes" in init_args:
+        init_args["num_classes"] = num_classes
+    for value in vars(init_args).values():
+        if isinstance(value, Namespace) and "class_path" in value and value.get("init_args"):
+            for name in _CLASS_KEYS:
+                if name in value["init_args"]:
+                    value["init_args"][name] = num_classes
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the console scripts."""
+    NASCLI(args=args if args is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,349 @@
+"""SearchModule: the bi-level optimisation of a search space, with manual dual optimizers.
+
+Each training step receives one batch from ``trainA`` and one from ``trainB`` (the DataModule in
+search mode returns ``{"weights": loader_A, "arch": loader_B}``) and runs
+
+* phase 1 — architecture step on the ``trainB`` batch (from ``arch_start_epoch`` on), with a
+  first-order gradient ∇_α L_val(w, α) or the second-order unrolled gradient
+  (:func:`lightning_nas.bilevel.unrolled_arch_gradient`);
+* phase 2 — weight step on the ``trainA`` batch, with gradient clipping.
+
+Extra loss terms come from callbacks that implement :class:`lightning_nas.loss_terms.LossTerm`.
+
+DDP: the module runs under plain ``strategy: ddp``. Every parameter of a DARTS-style supernet is
+used in every forward, so each ``manual_backward`` all-reduces the gradients of weights and
+architecture parameters alike, and the architecture parameters — ordinary registered
+``nn.Parameter``s, broadcast by DDP at start — receive identical averaged gradients and stay
+identical on every rank. Both optimizers' gradients are zeroed before each backward instead of
+toggling optimizers (toggling under plain DDP leaves parameters without gradients, which DDP
+rejects). The second-order path computes its gradients with ``torch.autograd.grad``, which DDP does
+not reduce: they are averaged over ranks explicitly (``all_reduce``) before use.
+
+Resume: both optimizers, both schedulers, the architecture parameters and BatchNorm statistics are
+in the checkpoint; with ``seed`` set, the global RNGs are reseeded with ``seed + epoch`` at the
+start of every epoch, so the data order, the augmentations and any sampling of an epoch depend
+only on the epoch — a search resumed with ``--ckpt_path`` is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from lightning_nas._config import as_factory
+from lightning_nas.bilevel import unrolled_arch_gradient
+from lightning_nas.genotypes import Genotype
+from lightning_nas.loss_terms import collect_terms
+from lightning_nas.spaces.base import SearchSpace
+
+DEFAULT_WEIGHT_OPTIMIZER: dict[str, Any] = {
+    "class_path": "torch.optim.SGD",
+    "init_args": {"lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4},
+}
+DEFAULT_WEIGHT_LR_SCHEDULER: dict[str, Any] = {
+    "class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
+    "init_args": {"T_max": 50, "eta_min": 0.001},
+}
+DEFAULT_ARCH_OPTIMIZER: dict[str, Any] = {
+    "class_path": "torch.optim.Adam",
+    "init_args": {"lr": 3e-3, "betas": [0.5, 0.999], "weight_decay": 1e-3},
+}
+
+
+class SearchModule(LightningModule):
+    """Differentiable architecture search of a :class:`~lightning_nas.spaces.base.SearchSpace`.
+
+    Args:
+        space: the supernet to search (``class_path`` in YAML). Its ``num_classes`` is linked
+            from the DataModule by the CLI.
+        weight_optimizer: factory of the weight optimizer, called with the weight parameters
+            (default: SGD lr 0.025, momentum 0.9, weight decay 3e-4, as DARTS).
+        weight_lr_scheduler: factory of the weight-lr schedule, stepped once per epoch
+            (default: cosine to 0.001 over ``T_max`` = 50 epochs; set ``T_max`` to
+            ``trainer.max_epochs``). ``None``: constant lr.
+        arch_optimizer: factory of the architecture optimizer, called with the architecture
+            parameters (default: Adam lr 3e-3, betas (0.5, 0.999), weight decay 1e-3).
+        arch_lr_scheduler: optional factory of an architecture-lr schedule, stepped per epoch.
+        arch_start_epoch: epochs of weight-only warm-up before architecture updates begin.
+        unrolled: ``False`` — first-order architecture gradient; ``True`` — second order
+            (virtual SGD step and finite-difference Hessian-vector product). Needs SGD weights.
+        gradient_clip_val: max L2 norm of the weight gradients (``None`` or 0: no clipping).
+        arch_gradient_clip_val: max L2 norm of the architecture gradients (``None``: none).
+        ignore_index: label value ignored by the loss and the metric.
+        seed: reseed the global RNGs with ``seed + epoch`` at each epoch start (``None``: off;
+            resumed searches are then not bit-identical).
+
+    Example:
+        >>> from lightning_nas.spaces.darts import DartsSpace
+        >>> module = SearchModule(DartsSpace(num_classes=3, C=4, layers=3))
+        >>> sorted(module.arch_parameters())
+        ['alphas_normal', 'alphas_reduce']
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        weight_optimizer: Any = DEFAULT_WEIGHT_OPTIMIZER,
+        weight_lr_scheduler: Any = DEFAULT_WEIGHT_LR_SCHEDULER,
+        arch_optimizer: Any = DEFAULT_ARCH_OPTIMIZER,
+        arch_lr_scheduler: Any = None,
+        arch_start_epoch: int = 0,
+        unrolled: bool = False,
+        gradient_clip_val: float | None = 5.0,
+        arch_gradient_clip_val: float | None = None,
+        ignore_index: int = 255,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(space, SearchSpace):
+            raise TypeError(
+                f"space: expected a lightning_nas.spaces.base.SearchSpace, got {type(space).__name__}"
+            )
+        if arch_start_epoch < 0:
+            raise ValueError(f"arch_start_epoch: expected >= 0, got {arch_start_epoch}")
+        if gradient_clip_val is not None and gradient_clip_val < 0:
+            raise ValueError(f"gradient_clip_val: expected >= 0 or null, got {gradient_clip_val}")
+        self.save_hyperparameters(ignore=["space"])
+        self.space = space
+        self.automatic_optimization = False
+        self._weight_optimizer = as_factory(weight_optimizer, "model.weight_optimizer")
+        self._arch_optimizer = as_factory(arch_optimizer, "model.arch_optimizer")
+        self._weight_sched = (
+            None
+            if weight_lr_scheduler is None
+            else as_factory(weight_lr_scheduler, "model.weight_lr_scheduler")
+        )
+        self._arch_sched = (
+            None
+            if arch_lr_scheduler is None
+            else as_factory(arch_lr_scheduler, "model.arch_lr_scheduler")
+        )
+        self.arch_start_epoch = arch_start_epoch
+        self.unrolled = unrolled
+        self.gradient_clip_val = gradient_clip_val
+        self.arch_gradient_clip_val = arch_gradient_clip_val
+        self.ignore_index = ignore_index
+        self.seed = seed
+        self.val_miou = MulticlassJaccardIndex(
+            num_classes=space.num_classes, ignore_index=ignore_index, average="macro"
+        )
+
+    # ----------------------------------------------------------------- public API
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the supernet, ``(N, num_classes, H, W)``."""
+        return self.space(x)
+
+    def arch_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """The architecture parameters of the space, by name."""
+        return self.space.arch_parameters()
+
+    def weight_parameters(self) -> list[torch.nn.Parameter]:
+        """The weights of the space (every parameter that is not an architecture parameter)."""
+        return list(self.space.weight_parameters())
+
+    def derive(self) -> Genotype:
+        """The discrete architecture the current architecture parameters encode."""
+        return self.space.derive()
+
+    def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pixel-wise cross-entropy, ``ignore_index`` ignored."""
+        return F.cross_entropy(logits, mask.long(), ignore_index=self.ignore_index)
+
+    # ----------------------------------------------------------------- optimizers
+    def configure_optimizers(self) -> Any:
+        weights = self.weight_parameters()
+        alphas = list(self.arch_parameters().values())
+        if not alphas:
+            raise ValueError(f"{type(self.space).__name__}.arch_parameters() returned nothing")
+        w_opt = self._weight_optimizer(weights)
+        a_opt = self._arch_optimizer(alphas)
+        if self.unrolled and not isinstance(w_opt, torch.optim.SGD):
+            raise ValueError(
+                "model.unrolled: true needs an SGD weight_optimizer (the virtual step is an SGD "
+                f"step), got {type(w_opt).__name__}"
+            )
+        schedulers = []
+        if self._weight_sched is not None:
+            schedulers.append(self._weight_sched(w_opt))
+        if self._arch_sched is not None:
+            schedulers.append(self._arch_sched(a_opt))
+        return [w_opt, a_opt], schedulers
+
+    def _schedulers(self) -> list[Any]:
+        scheds = self.lr_schedulers()
+        if scheds is None:
+            return []
+        return list(scheds) if isinstance(scheds, list) else [scheds]
+
+    def on_fit_start(self) -> None:
+        sched = self._weight_sched_obj()
+        max_epochs = self.trainer.max_epochs
+        if sched is not None and hasattr(sched, "T_max") and max_epochs not in (None, -1):
+            if sched.T_max != max_epochs:
+                rank_zero_warn(
+                    f"model.weight_lr_scheduler.init_args.T_max={sched.T_max} differs from "
+                    f"trainer.max_epochs={max_epochs}: the cosine schedule will not end at eta_min"
+                )
+
+    def _weight_sched_obj(self) -> Any:
+        return self._schedulers()[0] if self._weight_sched is not None and self._schedulers() else None
+
+    def on_train_epoch_start(self) -> None:
+        if self.seed is not None:
+            s = self.seed + self.current_epoch
+            random.seed(s)
+            np.random.seed(s % 2**32)
+            torch.manual_seed(s)
+        # epoch-wise schedules, brought to the current epoch (idempotent, so resuming from a
+        # checkpoint saved at any point of an epoch never steps twice)
+        for sched in self._schedulers():
+            while sched.last_epoch < self.current_epoch:
+                sched.step()
+
+    # ----------------------------------------------------------------- training
+    def _loss_with_terms(
+        self, batch: dict[str, Any], phase: str
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.space(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        terms = collect_terms(self.trainer.callbacks, phase, self, logits, batch)
+        total = loss + sum(terms.values()) if terms else loss
+        return total, {"task": loss, **terms}
+
+    @staticmethod
+    def _split_batch(batch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        if not isinstance(batch, Mapping) or not {"weights", "arch"} <= set(batch):
+            raise ValueError(
+                "SearchModule needs a trainA and a trainB batch per step: use a DataModule in "
+                "search mode (data.init_args.search: true), whose train_dataloader returns "
+                "{'weights': loader_A, 'arch': loader_B}; got a batch with keys "
+                f"{sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__}"
+            )
+        return batch["weights"], batch["arch"]
+
+    def _zero_grads(self, *optimizers: Any) -> None:
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        w_batch, a_batch = self._split_batch(batch)
+        w_opt, a_opt = self.optimizers()
+        bs = w_batch["image"].shape[0]
+
+        # phase 1: architecture step on trainB
+        if self.current_epoch >= self.arch_start_epoch:
+            self._zero_grads(w_opt, a_opt)
+            if self.unrolled:
+                a_loss, a_terms = self._unrolled_step(w_batch, a_batch, w_opt)
+            else:
+                a_loss, a_terms = self._loss_with_terms(a_batch, "arch")
+                self.manual_backward(a_loss)
+            if self.arch_gradient_clip_val:
+                self.clip_gradients(
+                    a_opt, gradient_clip_val=self.arch_gradient_clip_val, gradient_clip_algorithm="norm"
+                )
+            a_opt.step()
+            self.log("train/arch_loss", a_loss.detach(), prog_bar=True, batch_size=bs)
+            for name, value in a_terms.items():
+                self.log(f"train/arch_loss/{name}", value.detach(), batch_size=bs)
+
+        # phase 2: weight step on trainA
+        self._zero_grads(w_opt, a_opt)
+        w_loss, w_terms = self._loss_with_terms(w_batch, "weight")
+        self.manual_backward(w_loss)
+        if self.gradient_clip_val:
+            self.clip_gradients(
+                w_opt, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+        w_opt.step()
+        self._zero_grads(w_opt, a_opt)
+        self.log("train/weight_loss", w_loss.detach(), prog_bar=True, batch_size=bs)
+        for name, value in w_terms.items():
+            self.log(f"train/weight_loss/{name}", value.detach(), batch_size=bs)
+        self.log("train/lr", w_opt.param_groups[0]["lr"], batch_size=bs)
+        return w_loss.detach()
+
+    def _all_reduce_mean(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return tensors
+        world = dist.get_world_size()
+        out = []
+        for t in tensors:
+            t = t.contiguous().clone()
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            out.append(t / world)
+        return out
+
+    def _unrolled_step(
+        self, w_batch: dict[str, Any], a_batch: dict[str, Any], w_opt: Any
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Second-order architecture gradient; sets ``.grad`` of the architecture parameters."""
+        opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
+        group = opt.param_groups[0]
+        weights = [p for p in self.weight_parameters() if p.requires_grad]
+        alphas = list(self.arch_parameters().values())
+        record: dict[str, Any] = {}
+
+        def train_loss() -> torch.Tensor:
+            return self._loss_with_terms(w_batch, "weight")[0]
+
+        def val_loss() -> torch.Tensor:
+            loss, terms = self._loss_with_terms(a_batch, "arch")
+            record["loss"], record["terms"] = loss, terms
+            return loss
+
+        grads = unrolled_arch_gradient(
+            train_loss,
+            val_loss,
+            weights,
+            alphas,
+            lr=group["lr"],
+            momentum=group.get("momentum", 0.0),
+            weight_decay=group.get("weight_decay", 0.0),
+            momentum_buffers=[opt.state.get(p, {}).get("momentum_buffer") for p in weights],
+            buffers=list(self.space.buffers()),
+            reduce=self._all_reduce_mean,
+        )
+        for a, g in zip(alphas, grads):
+            a.grad = g.detach().to(a.dtype)
+        return record["loss"], record["terms"]
+
+    # ----------------------------------------------------------------- validation
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self.space(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        self.val_miou(logits.argmax(1), batch["mask"].long())
+        bs = batch["image"].shape[0]
+        self.log("val/loss", loss, prog_bar=False, sync_dist=True, batch_size=bs)
+        self.log("val/mIoU", self.val_miou, prog_bar=True, batch_size=bs)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.space(batch["image"]).argmax(1)
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["genotype"] = self.derive().to_dict()
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Add the genotype writer and the architecture logger unless the user configured them."""
+        from callbacks import ArchitectureLogger, GenotypeWriter
+
+        have = {type(cb) for cb in (self.trainer.callbacks if self._trainer else [])}
+        extra: list[Callback] = []
+        if not any(issubclass(t, GenotypeWriter) for t in have):
+            extra.append(GenotypeWriter())
+        if not any(issubclass(t, ArchitectureLogger) for t in have):
+            extra.append(ArchitectureLogger())
+        return extra

@@ -1,0 +1,139 @@
+"""SegmentationModule: ordinary training and evaluation of any discrete segmentation network.
+
+Used to retrain a derived genotype (``network: lightning_nas.networks.DartsNetwork`` with a
+genotype file) or to train a baseline (``network: segmentation_models_pytorch.Unet`` with
+``encoder_weights: null``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from lightning_nas._config import as_factory
+
+DEFAULT_OPTIMIZER: dict[str, Any] = {
+    "class_path": "torch.optim.SGD",
+    "init_args": {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
+}
+
+
+class SegmentationModule(LightningModule):
+    """Train a discrete network with poly (or cosine) lr, cross-entropy (or an smp loss), mIoU.
+
+    Args:
+        network: the network (``class_path`` in YAML); its ``num_classes`` (or smp's
+            ``classes``) is linked from the DataModule by the CLI.
+        num_classes: number of classes of the metric; inferred from the network when ``None``.
+        optimizer: factory of the optimizer (default SGD lr 0.05, momentum 0.9, wd 1e-4).
+        lr_schedule: ``poly`` — lr·(1 − t/T)^power per step, T = all training steps (the
+            DeepLab / Auto-DeepLab protocol); ``cosine`` per step; ``constant``.
+        lr_power: the power of the poly schedule.
+        loss: a loss module taking ``(logits, target)``, e.g. ``segmentation_models_pytorch.losses.
+            DiceLoss`` with ``ignore_index: 255``; default cross-entropy ignoring ``ignore_index``.
+        ignore_index: label value ignored by the default loss and the metric.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.Unet("resnet18", encoder_weights=None, classes=3, encoder_depth=3,
+        ...                decoder_channels=(32, 16, 8))
+        >>> module = SegmentationModule(net)
+        >>> module.num_classes
+        3
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int | None = None,
+        optimizer: Any = DEFAULT_OPTIMIZER,
+        lr_schedule: Literal["poly", "cosine", "constant"] = "poly",
+        lr_power: float = 0.9,
+        loss: nn.Module | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["network", "loss"])
+        self.network = network
+        self.num_classes = num_classes or _infer_num_classes(network)
+        self._optimizer = as_factory(optimizer, "model.optimizer")
+        if lr_schedule not in ("poly", "cosine", "constant"):
+            raise ValueError(f"lr_schedule: expected poly, cosine or constant, got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
+        self.lr_power = lr_power
+        self.criterion = loss
+        self.ignore_index = ignore_index
+        self.val_miou = MulticlassJaccardIndex(
+            num_classes=self.num_classes, ignore_index=ignore_index, average="macro"
+        )
+        self.test_miou = self.val_miou.clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes, H, W)`` at the input size."""
+        out = self.network(x)
+        if out.shape[-2:] != x.shape[-2:]:
+            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return out
+
+    def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The training loss."""
+        if self.criterion is not None:
+            return self.criterion(logits, mask.long())
+        return F.cross_entropy(logits, mask.long(), ignore_index=self.ignore_index)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+        logits = self(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        metric = self.val_miou if stage == "val" else self.test_miou
+        metric(logits.argmax(1), batch["mask"].long())
+        bs = batch["image"].shape[0]
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=bs)
+        self.log(f"{stage}/mIoU", metric, prog_bar=True, batch_size=bs)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self(batch["image"]).argmax(1)
+
+    def configure_optimizers(self) -> Any:
+        opt = self._optimizer(self.parameters())
+        if self.lr_schedule == "constant":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if self.lr_schedule == "poly":
+            sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=total, power=self.lr_power)
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _infer_num_classes(network: nn.Module) -> int:
+    for attr in ("num_classes", "classes"):
+        value = getattr(network, attr, None)
+        if isinstance(value, int):
+            return value
+    head = getattr(network, "segmentation_head", None)
+    if head is not None:
+        convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
+        if convs:
+            return convs[-1].out_channels
+    raise ValueError(
+        f"cannot infer num_classes of {type(network).__name__}: pass model.init_args.num_classes"
+    )

@@ -1,0 +1,65 @@
+"""The search-space protocol every supernet implements.
+
+A search space is an :class:`torch.nn.Module` that :class:`lightning_nas.search.SearchModule`
+drives through a small, uniform surface. The search module never asks which space it holds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from lightning_nas.genotypes import Genotype
+
+
+class SearchSpace(nn.Module, ABC):
+    """Base class of every supernet.
+
+    Subclasses register their architecture parameters as ``nn.Parameter`` attributes (so that
+    they are checkpointed, moved to the device and broadcast by DDP like any other parameter)
+    and list them in :meth:`arch_parameters`. Every other parameter is a weight.
+
+    Capabilities are class attributes:
+
+    * ``num_classes`` — number of output classes of the segmentation head.
+    """
+
+    num_classes: int
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return per-pixel logits of shape ``(N, num_classes, H, W)`` at the input size."""
+
+    @abstractmethod
+    def arch_parameters(self) -> dict[str, nn.Parameter]:
+        """The architecture parameters, by name (names are used as log keys)."""
+
+    @abstractmethod
+    def derive(self) -> Genotype:
+        """The discrete architecture the current architecture parameters encode."""
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter that is not an architecture parameter."""
+        arch_ids = {id(p) for p in self.arch_parameters().values()}
+        return (p for p in self.parameters() if id(p) not in arch_ids)
+
+    def arch_distributions(self) -> dict[str, torch.Tensor]:
+        """Normalised architecture weights by name, for logging and plots.
+
+        The default applies a softmax over the last dimension of each architecture parameter.
+        """
+        return {k: torch.softmax(v.detach(), dim=-1) for k, v in self.arch_parameters().items()}
+
+    def arch_labels(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Row and column labels of each 2-D architecture parameter, for logs and plots.
+
+        Default: none (indices are used).
+        """
+        return {}
+
+    def derived_statistics(self) -> dict[str, float]:
+        """Scalar statistics of the derived architecture to log each epoch (default: none)."""
+        return {}
