@@ -13,12 +13,11 @@ the network), whatever the model class.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from jsonargparse import Namespace, lazy_instance
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 import callbacks  # noqa: F401  (registers callbacks.* for short names)
@@ -38,7 +37,6 @@ class NASCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
-        kwargs.setdefault("trainer_defaults", {"callbacks": [lazy_instance(RichProgressBar)]})
         kwargs.setdefault("parser_kwargs", {"description": "lightning_nas: NAS for segmentation"})
         super().__init__(
             LightningModule,
@@ -50,6 +48,17 @@ class NASCLI(LightningCLI):
             run=run,
             **kwargs,
         )
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        # a rich progress bar by default, unless the user chose a bar or switched bars off
+        cbs = config.get("callbacks") or []
+        cbs = list(cbs) if isinstance(cbs, list) else [cbs]
+        if config.get("enable_progress_bar") is False:
+            cbs = [cb for cb in cbs if not isinstance(cb, ProgressBar)]
+        elif not any(isinstance(cb, ProgressBar) for cb in cbs + callbacks):
+            cbs.append(RichProgressBar())
+        config["callbacks"] = cbs
+        return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -91,7 +100,7 @@ def link_num_classes(model: Namespace, num_classes: int) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the console scripts."""
-    NASCLI(args=args if args is not None else sys.argv[1:])
+    NASCLI(args=args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ _REGISTRY: dict[str, type[Genotype]] = {}
 
 
 @dataclass(frozen=True)
-class Genotype:
+class Genotype(ABC):
     """Base class of every derived architecture.
 
     Subclasses are frozen dataclasses that set the class attributes ``kind`` (unique name, the
@@ -109,6 +110,7 @@ class Genotype:
     @classmethod
     def _validate(cls, fields: Mapping[str, Any], source: str) -> None:
         """Check field values (already converted to tuples); raise :class:`GenotypeError`."""
+        return None
 
     @classmethod
     def _convert(cls, fields: dict[str, Any], source: str) -> dict[str, Any]:
@@ -194,8 +196,11 @@ class Genotype:
         target._validate(fields, source)
         return target(**fields)
 
+    @abstractmethod
     def build(self, num_classes: int, **kwargs: Any) -> nn.Module:
         """Build the discrete network of this genotype.
+
+        Subclasses import their network class inside this method (no import cycle).
 
         Args:
             num_classes: Number of output classes.
@@ -204,7 +209,6 @@ class Genotype:
         Returns:
             The network.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not implement build()")
 
 
 _OPS_ALLOWED = tuple(p for p in DARTS_PRIMITIVES if p != "none")
@@ -437,7 +441,5 @@ def build_network(genotype: Genotype | str | Path, num_classes: int, **kwargs: A
     if isinstance(genotype, str | Path):
         genotype = load(genotype)
     if not isinstance(genotype, Genotype):
-        raise TypeError(
-            f"build_network: expected a Genotype or a path, got {_type_name(genotype)}"
-        )
+        raise TypeError(f"build_network: expected a Genotype or a path, got {_type_name(genotype)}")
     return genotype.build(num_classes, **kwargs)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -60,8 +60,8 @@ class ReLUConvBN(nn.Module):
 
     def __init__(
         self,
-        C_in: int,  # noqa: N803
-        C_out: int,  # noqa: N803
+        C_in: int,
+        C_out: int,
         kernel_size: int,
         stride: int,
         padding: int,
@@ -94,8 +94,8 @@ class DilConv(nn.Module):
 
     def __init__(
         self,
-        C_in: int,  # noqa: N803
-        C_out: int,  # noqa: N803
+        C_in: int,
+        C_out: int,
         kernel_size: int,
         stride: int,
         padding: int,
@@ -125,7 +125,7 @@ class DilConv(nn.Module):
 
 
 class SepConv(nn.Module):
-    """Two stacked separable convolutions: [ReLU, dw k×k (stride), pw 1×1, BN] then the same at stride 1.
+    """Two stacked separable convs: [ReLU, dw k×k (stride), pw 1×1, BN], then again at stride 1.
 
     Args:
         C_in: Input channels.
@@ -138,8 +138,8 @@ class SepConv(nn.Module):
 
     def __init__(
         self,
-        C_in: int,  # noqa: N803
-        C_out: int,  # noqa: N803
+        C_in: int,
+        C_out: int,
         kernel_size: int,
         stride: int,
         padding: int,
@@ -191,7 +191,7 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve the spatial size: ReLU → two 1×1 stride-2 convs (the second shifted by one pixel) → concat → BN.
+    """Halve the size: ReLU → two 1×1 stride-2 convs (second shifted one pixel) → concat → BN.
 
     As in DARTS, the second branch sees ``x[:, :, 1:, 1:]``. Here that shifted input is first
     zero-padded by one row and one column at the bottom/right, so both branches give
@@ -207,7 +207,7 @@ class FactorizedReduce(nn.Module):
         ValueError: If ``C_out`` is odd.
     """
 
-    def __init__(self, C_in: int, C_out: int, affine: bool = True) -> None:  # noqa: N803
+    def __init__(self, C_in: int, C_out: int, affine: bool = True) -> None:
         super().__init__()
         if C_out % 2 != 0:
             raise ValueError(f"FactorizedReduce: C_out must be even, got {C_out}")
@@ -224,7 +224,7 @@ class FactorizedReduce(nn.Module):
         return self.bn(out)
 
 
-def _skip(C: int, stride: int, affine: bool) -> nn.Module:  # noqa: N803
+def _skip(C: int, stride: int, affine: bool) -> nn.Module:
     return Identity() if stride == 1 else FactorizedReduce(C, C, affine=affine)
 
 
@@ -242,7 +242,7 @@ _OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
 }
 
 
-def make_op(name: str, C: int, stride: int, affine: bool = True) -> nn.Module:  # noqa: N803
+def make_op(name: str, C: int, stride: int, affine: bool = True) -> nn.Module:
     """Build the candidate operation ``name`` with ``C`` input and output channels.
 
     Pooling ops come bare, as in DARTS ``OPS``; the search network appends a

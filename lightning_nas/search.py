@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -92,10 +93,10 @@ class SearchModule(LightningModule):
     def __init__(
         self,
         space: SearchSpace,
-        weight_optimizer: Any = DEFAULT_WEIGHT_OPTIMIZER,
-        weight_lr_scheduler: Any = DEFAULT_WEIGHT_LR_SCHEDULER,
-        arch_optimizer: Any = DEFAULT_ARCH_OPTIMIZER,
-        arch_lr_scheduler: Any = None,
+        weight_optimizer: OptimizerCallable = DEFAULT_WEIGHT_OPTIMIZER,  # type: ignore[assignment]
+        weight_lr_scheduler: LRSchedulerCallable | None = DEFAULT_WEIGHT_LR_SCHEDULER,  # type: ignore[assignment]
+        arch_optimizer: OptimizerCallable = DEFAULT_ARCH_OPTIMIZER,  # type: ignore[assignment]
+        arch_lr_scheduler: LRSchedulerCallable | None = None,
         arch_start_epoch: int = 0,
         unrolled: bool = False,
         gradient_clip_val: float | None = 5.0,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -51,7 +52,7 @@ class SegmentationModule(LightningModule):
         self,
         network: nn.Module,
         num_classes: int | None = None,
-        optimizer: Any = DEFAULT_OPTIMIZER,
+        optimizer: OptimizerCallable = DEFAULT_OPTIMIZER,  # type: ignore[assignment]
         lr_schedule: Literal["poly", "cosine", "constant"] = "poly",
         lr_power: float = 0.9,
         loss: nn.Module | None = None,

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
+from torch import nn
 
 from lightning_nas import genotypes
 from lightning_nas.genotypes import (
@@ -242,14 +243,18 @@ def test_subclasses_register_their_kind(monkeypatch: pytest.MonkeyPatch) -> None
         def _convert(cls, fields: dict[str, Any], source: str) -> dict[str, Any]:
             return {"widths": tuple(fields["widths"])}
 
+        def build(self, num_classes: int, **kwargs: Any) -> nn.Module:
+            return nn.Identity()
+
     toy = ToyGenotype(widths=(8, 16))
     assert toy.to_dict() == {"kind": "toy", "version": 2, "widths": [8, 16]}
     assert from_dict({"kind": "toy", "version": 1, "widths": [8, 16]}) == toy
     assert from_dict(DARTS_V2.to_dict()) == DARTS_V2
     with pytest.raises(GenotypeError, match="kind: got 'toy'; expected 'darts'"):
         DartsGenotype.from_dict(toy.to_dict())
-    with pytest.raises(NotImplementedError):
-        toy.build(3)
+    assert isinstance(toy.build(3), nn.Identity)
+    with pytest.raises(TypeError, match="abstract"):
+        Genotype()  # type: ignore[abstract]
 
 
 def test_build_network_rejects_other_types() -> None:

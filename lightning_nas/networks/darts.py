@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_nas.genotypes import DartsGenotype, load
@@ -47,9 +47,9 @@ class DartsCell(nn.Module):
     def __init__(
         self,
         genotype: DartsGenotype,
-        C_prev_prev: int,  # noqa: N803
-        C_prev: int,  # noqa: N803
-        C: int,  # noqa: N803
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
         reduction: bool,
         reduction_prev: bool,
     ) -> None:
@@ -61,7 +61,9 @@ class DartsCell(nn.Module):
             self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0)
         pairs = genotype.reduce if reduction else genotype.normal
-        self.concat: tuple[int, ...] = genotype.reduce_concat if reduction else genotype.normal_concat
+        self.concat: tuple[int, ...] = (
+            genotype.reduce_concat if reduction else genotype.normal_concat
+        )
         self.multiplier = len(self.concat)
         self.steps = len(pairs) // 2
         self.indices: tuple[int, ...] = tuple(j for _, j in pairs)
@@ -120,7 +122,7 @@ class DartsNetwork(nn.Module):
         genotype: DartsGenotype | str | Path,
         num_classes: int,
         in_channels: int = 3,
-        C: int = 8,  # noqa: N803
+        C: int = 8,
         layers: int = 5,
         stem_multiplier: int = 3,
         stem_stride: int = 1,
@@ -142,11 +144,11 @@ class DartsNetwork(nn.Module):
             ("stem_stride", stem_stride, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"DartsNetwork: {name} must be an integer >= {low}, got {value!r}"
-                )
+                raise ValueError(f"DartsNetwork: {name} must be an integer >= {low}, got {value!r}")
         if not 0.0 <= drop_path_prob < 1.0:
-            raise ValueError(f"DartsNetwork: drop_path_prob must be in [0, 1), got {drop_path_prob}")
+            raise ValueError(
+                f"DartsNetwork: drop_path_prob must be in [0, 1), got {drop_path_prob}"
+            )
 
         self.genotype = genotype
         self.num_classes = num_classes

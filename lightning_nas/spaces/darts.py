@@ -9,7 +9,7 @@ replaced by a segmentation head (ReLU → 1×1 conv → bilinear upsampling to t
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_nas.genotypes import DartsGenotype
@@ -61,7 +61,7 @@ def derive_darts_cell(
 class _MixedOp(nn.Module):
     """Σ_o w_o · o(x) over all primitives; pools are followed by a non-affine BatchNorm."""
 
-    def __init__(self, C: int, stride: int) -> None:  # noqa: N803
+    def __init__(self, C: int, stride: int) -> None:
         super().__init__()
         ops = []
         for name in DARTS_PRIMITIVES:
@@ -80,9 +80,9 @@ class _SearchCell(nn.Module):
         self,
         steps: int,
         multiplier: int,
-        C_prev_prev: int,  # noqa: N803
-        C_prev: int,  # noqa: N803
-        C: int,  # noqa: N803
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
         reduction: bool,
         reduction_prev: bool,
     ) -> None:
@@ -96,18 +96,14 @@ class _SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
         self.ops = nn.ModuleList(
-            _MixedOp(C, 2 if reduction and j < 2 else 1)
-            for i in range(steps)
-            for j in range(i + 2)
+            _MixedOp(C, 2 if reduction and j < 2 else 1) for i in range(steps) for j in range(i + 2)
         )
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.steps):
-            s = sum(
-                self.ops[offset + j](h, weights[offset + j]) for j, h in enumerate(states)
-            )
+            s = sum(self.ops[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
             offset += len(states)
             states.append(s)
         return torch.cat(states[-self.multiplier :], dim=1)
@@ -130,8 +126,8 @@ class DartsSpace(SearchSpace):
         steps: Intermediate nodes per cell (4 gives DARTS' 14 edges).
         multiplier: Number of last intermediate nodes concatenated into a cell's output.
         stem_multiplier: The stem outputs ``stem_multiplier * C`` channels.
-        stem_stride: Stride of the stem convolution (1 as in DARTS on CIFAR; 2 halves the
-            memory on large segmentation crops).
+        stem_stride: Stride of the stem convolution (1 as in DARTS on CIFAR; 2 quarters the
+            activation memory on large segmentation crops).
         alpha_init_std: The architecture parameters start as ``alpha_init_std * randn``
             (DARTS' code uses 1e-3; 0 gives the uniform start the paper describes).
 
@@ -157,7 +153,7 @@ class DartsSpace(SearchSpace):
         self,
         num_classes: int = 19,
         in_channels: int = 3,
-        C: int = 8,  # noqa: N803
+        C: int = 8,
         layers: int = 5,
         steps: int = 4,
         multiplier: int = 4,
