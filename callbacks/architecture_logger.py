@@ -70,12 +70,15 @@ class ArchitectureLogger(Callback):
         for key, value in space.derived_statistics().items():
             metrics[f"arch/{key}"] = float(value)
         pl_module.log_dict(metrics, on_step=False, on_epoch=True)
-        if self.plot and trainer.is_global_zero and not trainer.sanity_checking:
-            self._plot(trainer, dists, labels)
+        if self.plot and not trainer.sanity_checking:
+            out = genotype_dir(trainer) / "arch"  # on every rank: log_dir broadcasts under DDP
+            if trainer.is_global_zero:
+                self._plot(trainer, out, dists, labels)
 
     def _plot(
         self,
         trainer: pl.Trainer,
+        out: Path,
         dists: dict[str, torch.Tensor],
         labels: dict[str, tuple[list[str], list[str]]],
     ) -> None:
@@ -84,7 +87,6 @@ class ArchitectureLogger(Callback):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        out = genotype_dir(trainer) / "arch"
         out.mkdir(parents=True, exist_ok=True)
         for name, probs in dists.items():
             probs = probs.detach().float().cpu()

@@ -13,7 +13,10 @@ from lightning_nas import genotypes
 
 
 def genotype_dir(trainer: pl.Trainer) -> Path:
-    """Where a search writes its genotypes: the checkpoint directory, else the log directory."""
+    """Where a search writes its genotypes: the checkpoint directory, else the log directory.
+
+    Call it on every rank: ``trainer.log_dir`` broadcasts under DDP.
+    """
     ckpt = trainer.checkpoint_callback
     dirpath = getattr(ckpt, "dirpath", None) if ckpt is not None else None
     if dirpath:
@@ -44,10 +47,12 @@ class GenotypeWriter(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
+            return
+        out = self._dir(trainer)  # on every rank: trainer.log_dir is a collective call under DDP
+        if not trainer.is_global_zero:
             return
         genotype = pl_module.derive()
-        out = self._dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
         genotypes.save(genotype, out / f"genotype_epoch={trainer.current_epoch:03d}.yaml")
         genotypes.save(genotype, out / "genotype.yaml")

@@ -77,7 +77,7 @@ class Genotype(ABC):
 
     Subclasses are frozen dataclasses that set the class attributes ``kind`` (unique name, the
     ``kind:`` key in YAML) and ``version`` (schema version, bumped on incompatible changes),
-    implement :meth:`_validate` and :meth:`build`, and are registered by being defined.
+    override ``_convert`` / ``_validate`` and implement :meth:`build`; defining one registers it.
     Fields hold tuples (not lists) so genotypes are hashable.
     """
 
