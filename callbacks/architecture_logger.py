@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from typing_extensions import override
 
 from callbacks.genotype_writer import genotype_dir
+from lightning_nas.spaces.base import SearchSpace
 
 
 def mean_entropy(probs: torch.Tensor) -> float:
@@ -50,7 +51,9 @@ class ArchitectureLogger(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        space = pl_module.space
+        space = getattr(pl_module, "space", None)
+        if not isinstance(space, SearchSpace):
+            return
         dists = space.arch_distributions()
         labels = space.arch_labels()
         metrics: dict[str, float] = {}
@@ -82,10 +85,7 @@ class ArchitectureLogger(Callback):
         dists: dict[str, torch.Tensor],
         labels: dict[str, tuple[list[str], list[str]]],
     ) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         out.mkdir(parents=True, exist_ok=True)
         for name, probs in dists.items():
@@ -93,7 +93,8 @@ class ArchitectureLogger(Callback):
             if probs.dim() != 2:
                 continue
             rows, cols = labels.get(name, (None, None))
-            fig, ax = plt.subplots(figsize=(1 + 0.6 * probs.shape[1], 1 + 0.3 * probs.shape[0]))
+            fig = Figure(figsize=(1 + 0.6 * probs.shape[1], 1 + 0.3 * probs.shape[0]))
+            ax = fig.subplots()
             im = ax.imshow(probs.numpy(), cmap="viridis", vmin=0.0, aspect="auto")
             ax.set_title(f"{name} — epoch {trainer.current_epoch}")
             ax.set_xticks(range(probs.shape[1]), cols or range(probs.shape[1]), rotation=60)
@@ -107,4 +108,3 @@ class ArchitectureLogger(Callback):
                     logger.log_image(key=f"arch/{name}", images=[str(path)])
                 elif isinstance(logger, TensorBoardLogger):
                     logger.experiment.add_figure(f"arch/{name}", fig, trainer.current_epoch)
-            plt.close(fig)

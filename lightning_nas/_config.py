@@ -7,20 +7,22 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lightning_nas.errors import ConfigError
+
 
 def import_object(path: str) -> Any:
     """Import ``package.module.Name`` and return ``Name``."""
     module_name, _, attr = path.rpartition(".")
     if not module_name:
-        raise ValueError(f"expected a dotted import path such as 'torch.optim.SGD', got {path!r}")
+        raise ConfigError(f"expected a dotted import path such as 'torch.optim.SGD', got {path!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ValueError(f"cannot import module {module_name!r} of {path!r}: {err}") from err
+        raise ConfigError(f"cannot import module {module_name!r} of {path!r}: {err}") from err
     try:
         return getattr(module, attr)
     except AttributeError as err:
-        raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from err
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from err
 
 
 def as_factory(spec: Any, key: str) -> Callable[..., Any]:
@@ -42,9 +44,27 @@ def as_factory(spec: Any, key: str) -> Callable[..., Any]:
     if isinstance(spec, Mapping) and "class_path" in spec:
         extra = set(spec) - {"class_path", "init_args"}
         if extra:
-            raise ValueError(f"{key}: unexpected keys {sorted(extra)}; expected class_path, init_args")
+            raise ConfigError(
+                f"{key}: unexpected keys {sorted(extra)}; expected class_path, init_args"
+            )
         cls = import_object(spec["class_path"])
         return functools.partial(cls, **dict(spec.get("init_args") or {}))
-    raise ValueError(
+    raise ConfigError(
         f"{key}: expected a callable or a mapping with 'class_path' and 'init_args', got {spec!r}"
     )
+
+
+def drop_module_hparams(module: Any) -> None:
+    """Remove ``nn.Module`` values from a LightningModule's saved hyperparameters.
+
+    Under LightningCLI the hyperparameters hold each injected module's *config*
+    (``class_path`` / ``init_args``), which ``load_from_checkpoint`` re-instantiates; built in
+    Python they hold the module object itself, which would be pickled into every checkpoint and
+    break ``torch.load(weights_only=True)``. Those are dropped: pass them again to
+    ``load_from_checkpoint(path, space=...)``.
+    """
+    from torch import nn
+
+    for store in (module.hparams, getattr(module, "_hparams_initial", {})):
+        for key in [k for k, v in store.items() if isinstance(v, nn.Module)]:
+            del store[key]

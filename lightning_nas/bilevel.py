@@ -100,9 +100,7 @@ def unrolled_arch_gradient(
             for w, w_orig, v in zip(weights, w0, d_w):
                 w.copy_(w_orig).sub_(v, alpha=eps)
         g_minus = _grads(train_loss(), alphas, reduce)
-        return [
-            da - lr * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, g_plus, g_minus)
-        ]
+        return [da - lr * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, g_plus, g_minus)]
     finally:
         with torch.no_grad():
             for w, w_orig in zip(weights, w0):

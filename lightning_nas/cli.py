@@ -13,18 +13,23 @@ the network), whatever the model class.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
-from jsonargparse import Namespace
+from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-import callbacks  # noqa: F401  (registers callbacks.* for short names)
+import callbacks as _callbacks  # noqa: F401  (registers callbacks.* for short names)
 import lightning_nas.data  # noqa: F401
 import lightning_nas.networks  # noqa: F401
 import lightning_nas.spaces  # noqa: F401
 from lightning_nas._config import import_object
+from lightning_nas.data import InvalidSampleError
+from lightning_nas.errors import ConfigError
+from lightning_nas.genotypes import GenotypeError
 from lightning_nas.search import SearchModule  # noqa: F401
 from lightning_nas.segmentation import SegmentationModule  # noqa: F401
 
@@ -49,7 +54,7 @@ class NASCLI(LightningCLI):
             **kwargs,
         )
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:  # noqa: D102
         # a rich progress bar by default, unless the user chose a bar or switched bars off
         cbs = config.get("callbacks") or []
         cbs = list(cbs) if isinstance(cbs, list) else [cbs]
@@ -98,9 +103,78 @@ def link_num_classes(model: Namespace, num_classes: int) -> None:
                     value["init_args"][name] = num_classes
 
 
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    GenotypeError,
+    FileNotFoundError,
+    InvalidSampleError,
+)
+_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+_NOISE = (
+    "Does not validate",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "Expected a <class 'NoneType'>",
+)
+
+
+def summarise_argument_error(message: str) -> str:
+    """One line from a jsonargparse error: the key and the innermost reasons.
+
+    Example:
+        >>> lines = ['Parser key "model":', "  Does not validate against any of the Union subtypes",
+        ...          "  Errors:", "    - Problem with given class_path 'a.B':",
+        ...          "        Option 'foo' is not accepted", "    - Expected a <class 'NoneType'>"]
+        >>> print(summarise_argument_error(chr(10).join(lines)))
+        Parser key "model": Problem with given class_path 'a.B': Option 'foo' is not accepted
+    """
+    parts = []
+    for line in message.splitlines():
+        line = line.strip().removeprefix("- ").strip()
+        if line and not line.startswith(_NOISE):
+            parts.append(line)
+    return " ".join(parts)
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The user-input error behind ``exc`` (jsonargparse wraps errors raised in ``__init__``)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, USER_ERRORS):
+            return e
+        stack += [e.__cause__, e.__context__]
+    return None
+
+
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the console scripts."""
-    NASCLI(args=args)
+    """Entry point of the console scripts.
+
+    Errors in user input (an unknown or ill-typed config key, an invalid value, a bad genotype
+    file, a missing dataset directory or file, an unreadable sample) are printed as one line on
+    stderr with exit status 2; set ``LIGHTNING_NAS_TRACEBACK=1`` to see the traceback instead.
+    """
+    no_exit = {"exit_on_error": False}
+    try:
+        NASCLI(args=args, parser_kwargs={**no_exit, **{sub: no_exit for sub in _SUBCOMMANDS}})
+    except ArgumentError as exc:
+        if os.environ.get("LIGHTNING_NAS_TRACEBACK"):
+            raise
+        print(f"error: {summarise_argument_error(str(exc))}", file=sys.stderr)
+        print("(run with --help for the accepted keys)", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as exc:
+        err = _user_error(exc)
+        if err is None or os.environ.get("LIGHTNING_NAS_TRACEBACK"):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {type(err).__name__}: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

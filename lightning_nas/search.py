@@ -20,13 +20,20 @@ rejects). The second-order path computes its gradients with ``torch.autograd.gra
 not reduce: they are averaged over ranks explicitly (``all_reduce``) before use.
 
 Resume: both optimizers, both schedulers, the architecture parameters and BatchNorm statistics are
-in the checkpoint; with ``seed`` set, the global RNGs are reseeded with ``seed + epoch`` at the
-start of every epoch, so the data order, the augmentations and any sampling of an epoch depend
-only on the epoch — a search resumed with ``--ckpt_path`` is bit-identical to an uninterrupted one.
+in the checkpoint; with a seed, the global RNGs are reseeded with ``seed + epoch`` at the start of
+every epoch, so the data order, the augmentations and any sampling of an epoch depend only on the
+epoch — a search resumed with ``--ckpt_path`` from an end-of-epoch checkpoint (the default
+``ModelCheckpoint``) is bit-identical to an uninterrupted one. A checkpoint saved in the middle of
+an epoch resumes correctly but not bit-identically (Lightning restarts the epoch's data); a warning
+says so.
+
+AMP: gradients are clipped in ``on_before_optimizer_step``, after the precision plugin has
+unscaled them. The second-order path sets gradients by hand and is refused under ``16-mixed``.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -40,8 +47,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from lightning_nas._config import as_factory
+from lightning_nas._config import as_factory, drop_module_hparams
 from lightning_nas.bilevel import unrolled_arch_gradient
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.loss_terms import collect_terms
 from lightning_nas.spaces.base import SearchSpace
@@ -80,8 +88,10 @@ class SearchModule(LightningModule):
         gradient_clip_val: max L2 norm of the weight gradients (``None`` or 0: no clipping).
         arch_gradient_clip_val: max L2 norm of the architecture gradients (``None``: none).
         ignore_index: label value ignored by the loss and the metric.
-        seed: reseed the global RNGs with ``seed + epoch`` at each epoch start (``None``: off;
-            resumed searches are then not bit-identical).
+        epoch_seed: reseed the global RNGs with ``epoch_seed + epoch`` at each epoch start.
+            ``None`` (default) uses the ``seed_everything`` value (the CLI's
+            ``seed_everything: 0``) when one was set, and otherwise does not reseed (a resumed
+            search is then not bit-identical).
 
     Example:
         >>> from lightning_nas.spaces.darts import DartsSpace
@@ -102,18 +112,24 @@ class SearchModule(LightningModule):
         gradient_clip_val: float | None = 5.0,
         arch_gradient_clip_val: float | None = None,
         ignore_index: int = 255,
-        seed: int | None = 0,
+        epoch_seed: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(space, SearchSpace):
-            raise TypeError(
-                f"space: expected a lightning_nas.spaces.base.SearchSpace, got {type(space).__name__}"
+            raise ConfigError(
+                "model.space: expected a lightning_nas.spaces.base.SearchSpace, got "
+                f"{type(space).__name__}"
             )
         if arch_start_epoch < 0:
-            raise ValueError(f"arch_start_epoch: expected >= 0, got {arch_start_epoch}")
-        if gradient_clip_val is not None and gradient_clip_val < 0:
-            raise ValueError(f"gradient_clip_val: expected >= 0 or null, got {gradient_clip_val}")
-        self.save_hyperparameters(ignore=["space"])
+            raise ConfigError(f"model.arch_start_epoch: expected >= 0, got {arch_start_epoch}")
+        for key, value in (
+            ("gradient_clip_val", gradient_clip_val),
+            ("arch_gradient_clip_val", arch_gradient_clip_val),
+        ):
+            if value is not None and value < 0:
+                raise ConfigError(f"model.{key}: expected >= 0 or null, got {value}")
+        self.save_hyperparameters()
+        drop_module_hparams(self)
         self.space = space
         self.automatic_optimization = False
         self._weight_optimizer = as_factory(weight_optimizer, "model.weight_optimizer")
@@ -133,10 +149,11 @@ class SearchModule(LightningModule):
         self.gradient_clip_val = gradient_clip_val
         self.arch_gradient_clip_val = arch_gradient_clip_val
         self.ignore_index = ignore_index
-        self.seed = seed
+        self.epoch_seed = epoch_seed
         self.val_miou = MulticlassJaccardIndex(
             num_classes=space.num_classes, ignore_index=ignore_index, average="macro"
         )
+        self.test_miou = self.val_miou.clone()
 
     # ----------------------------------------------------------------- public API
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,19 +181,35 @@ class SearchModule(LightningModule):
         weights = self.weight_parameters()
         alphas = list(self.arch_parameters().values())
         if not alphas:
-            raise ValueError(f"{type(self.space).__name__}.arch_parameters() returned nothing")
+            raise ConfigError(f"{type(self.space).__name__}.arch_parameters() returned nothing")
         w_opt = self._weight_optimizer(weights)
         a_opt = self._arch_optimizer(alphas)
         if self.unrolled and not isinstance(w_opt, torch.optim.SGD):
-            raise ValueError(
+            raise ConfigError(
                 "model.unrolled: true needs an SGD weight_optimizer (the virtual step is an SGD "
                 f"step), got {type(w_opt).__name__}"
             )
+        if self.unrolled:
+            group = w_opt.param_groups[0]
+            if group.get("nesterov") or group.get("dampening"):
+                raise ConfigError(
+                    "model.unrolled: true supports plain momentum SGD; the weight optimizer has "
+                    f"nesterov={group.get('nesterov')}, dampening={group.get('dampening')}"
+                )
         schedulers = []
-        if self._weight_sched is not None:
-            schedulers.append(self._weight_sched(w_opt))
-        if self._arch_sched is not None:
-            schedulers.append(self._arch_sched(a_opt))
+        for key, factory, opt in (
+            ("weight_lr_scheduler", self._weight_sched, w_opt),
+            ("arch_lr_scheduler", self._arch_sched, a_opt),
+        ):
+            if factory is None:
+                continue
+            sched = factory(opt)
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                raise ConfigError(
+                    f"model.{key}: ReduceLROnPlateau is not supported by the search (schedules are "
+                    "stepped once per epoch without a metric); use an epoch-wise schedule"
+                )
+            schedulers.append(sched)
         return [w_opt, a_opt], schedulers
 
     def _schedulers(self) -> list[Any]:
@@ -196,11 +229,34 @@ class SearchModule(LightningModule):
                 )
 
     def _weight_sched_obj(self) -> Any:
-        return self._schedulers()[0] if self._weight_sched is not None and self._schedulers() else None
+        return (
+            self._schedulers()[0] if self._weight_sched is not None and self._schedulers() else None
+        )
+
+    def _effective_seed(self) -> int | None:
+        if self.epoch_seed is not None:
+            return self.epoch_seed
+        global_seed = os.environ.get("PL_GLOBAL_SEED")
+        return int(global_seed) if global_seed is not None else None
+
+    def on_train_start(self) -> None:
+        if self.trainer.fit_loop.restarted_mid_epoch:
+            rank_zero_warn(
+                "resuming from a checkpoint saved in the middle of an epoch: the search continues "
+                "correctly, but is not bit-identical to an uninterrupted run (only end-of-epoch "
+                "checkpoints are)"
+            )
+        if self.unrolled and "16" in str(self.trainer.precision):
+            raise ConfigError(
+                f"model.unrolled: true is not supported with trainer.precision="
+                f"{self.trainer.precision!r} (hand-set gradients bypass the grad scaler); use 32 "
+                "or bf16-mixed"
+            )
 
     def on_train_epoch_start(self) -> None:
-        if self.seed is not None:
-            s = self.seed + self.current_epoch
+        seed = self._effective_seed()
+        if seed is not None:
+            s = seed + self.current_epoch
             random.seed(s)
             np.random.seed(s % 2**32)
             torch.manual_seed(s)
@@ -248,11 +304,7 @@ class SearchModule(LightningModule):
             else:
                 a_loss, a_terms = self._loss_with_terms(a_batch, "arch")
                 self.manual_backward(a_loss)
-            if self.arch_gradient_clip_val:
-                self.clip_gradients(
-                    a_opt, gradient_clip_val=self.arch_gradient_clip_val, gradient_clip_algorithm="norm"
-                )
-            a_opt.step()
+            a_opt.step()  # clipped in on_before_optimizer_step
             self.log("train/arch_loss", a_loss.detach(), prog_bar=True, batch_size=bs)
             for name, value in a_terms.items():
                 self.log(f"train/arch_loss/{name}", value.detach(), batch_size=bs)
@@ -261,17 +313,26 @@ class SearchModule(LightningModule):
         self._zero_grads(w_opt, a_opt)
         w_loss, w_terms = self._loss_with_terms(w_batch, "weight")
         self.manual_backward(w_loss)
-        if self.gradient_clip_val:
-            self.clip_gradients(
-                w_opt, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
-            )
-        w_opt.step()
+        w_opt.step()  # clipped in on_before_optimizer_step
         self._zero_grads(w_opt, a_opt)
         self.log("train/weight_loss", w_loss.detach(), prog_bar=True, batch_size=bs)
         for name, value in w_terms.items():
             self.log(f"train/weight_loss/{name}", value.detach(), batch_size=bs)
         self.log("train/lr", w_opt.param_groups[0]["lr"], batch_size=bs)
         return w_loss.detach()
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Clip gradients here: under AMP Lightning has unscaled them by now."""
+        w_opt, a_opt = (o.optimizer if hasattr(o, "optimizer") else o for o in self.optimizers())
+        clip = (
+            self.gradient_clip_val
+            if optimizer is w_opt
+            else self.arch_gradient_clip_val
+            if optimizer is a_opt
+            else None
+        )
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def _all_reduce_mean(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -319,16 +380,20 @@ class SearchModule(LightningModule):
         return record["loss"], record["terms"]
 
     # ----------------------------------------------------------------- validation
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
         logits = self.space(batch["image"])
         loss = self.loss(logits, batch["mask"])
-        self.val_miou(logits.argmax(1), batch["mask"].long())
+        metric = self.val_miou if stage == "val" else self.test_miou
+        metric.update(logits.argmax(1), batch["mask"].long())
         bs = batch["image"].shape[0]
-        self.log("val/loss", loss, prog_bar=False, sync_dist=True, batch_size=bs)
-        self.log("val/mIoU", self.val_miou, prog_bar=True, batch_size=bs)
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=bs)
+        self.log(f"{stage}/mIoU", metric, prog_bar=True, batch_size=bs)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+        self._eval_step(batch, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return self.space(batch["image"]).argmax(1)

@@ -16,7 +16,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from lightning_nas._config import as_factory
+from lightning_nas._config import as_factory, drop_module_hparams
+from lightning_nas.errors import ConfigError
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {
     "class_path": "torch.optim.SGD",
@@ -59,12 +60,15 @@ class SegmentationModule(LightningModule):
         ignore_index: int = 255,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["network", "loss"])
+        self.save_hyperparameters()
+        drop_module_hparams(self)
         self.network = network
         self.num_classes = num_classes or _infer_num_classes(network)
         self._optimizer = as_factory(optimizer, "model.optimizer")
         if lr_schedule not in ("poly", "cosine", "constant"):
-            raise ValueError(f"lr_schedule: expected poly, cosine or constant, got {lr_schedule!r}")
+            raise ConfigError(
+                f"model.lr_schedule: expected poly, cosine or constant, got {lr_schedule!r}"
+            )
         self.lr_schedule = lr_schedule
         self.lr_power = lr_power
         self.criterion = loss
@@ -99,7 +103,7 @@ class SegmentationModule(LightningModule):
         logits = self(batch["image"])
         loss = self.loss(logits, batch["mask"])
         metric = self.val_miou if stage == "val" else self.test_miou
-        metric(logits.argmax(1), batch["mask"].long())
+        metric.update(logits.argmax(1), batch["mask"].long())
         bs = batch["image"].shape[0]
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=bs)
         self.log(f"{stage}/mIoU", metric, prog_bar=True, batch_size=bs)
@@ -119,7 +123,9 @@ class SegmentationModule(LightningModule):
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
         if self.lr_schedule == "poly":
-            sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=total, power=self.lr_power)
+            sched = torch.optim.lr_scheduler.PolynomialLR(
+                opt, total_iters=total, power=self.lr_power
+            )
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -135,6 +141,6 @@ def _infer_num_classes(network: nn.Module) -> int:
         convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
         if convs:
             return convs[-1].out_channels
-    raise ValueError(
+    raise ConfigError(
         f"cannot infer num_classes of {type(network).__name__}: pass model.init_args.num_classes"
     )

@@ -33,9 +33,16 @@ def main(root: str, out: str, unrolled: bool) -> None:
     )
     record = Record()
     trainer = pl.Trainer(
-        strategy="ddp", accelerator="cpu", devices=2, max_epochs=2, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-        callbacks=[record], default_root_dir=out,
+        strategy="ddp",
+        accelerator="cpu",
+        devices=2,
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[record],
+        default_root_dir=out,
     )
     trainer.fit(module, data)
     rank = trainer.global_rank

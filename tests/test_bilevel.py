@@ -72,8 +72,13 @@ def test_virtual_step_moves_weights_and_restores_them():
         return loss(xb, yb, w1, w2, alpha)
 
     unrolled_arch_gradient(
-        lambda: loss(xa, ya, w1, w2, alpha), val_loss, [w1, w2], [alpha], lr=lr,
-        weight_decay=wd, buffers=[buffer],
+        lambda: loss(xa, ya, w1, w2, alpha),
+        val_loss,
+        [w1, w2],
+        [alpha],
+        lr=lr,
+        weight_decay=wd,
+        buffers=[buffer],
     )
     torch.testing.assert_close(seen["w1"], w1_0 - lr * (g1 + wd * w1_0))
     torch.testing.assert_close(seen["w2"], w2_0 - lr * (g2 + wd * w2_0))

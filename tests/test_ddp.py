@@ -17,7 +17,10 @@ def test_alphas_identical_across_ranks(tmp_path, synthetic_root, unrolled):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
     subprocess.run(
         [sys.executable, str(SCRIPT), str(root), str(tmp_path), "1" if unrolled else "0"],
-        check=True, env=env, cwd=tmp_path, timeout=300,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")

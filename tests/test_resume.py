@@ -13,25 +13,43 @@ from lightning_nas.spaces import DartsSpace
 def make_module(seed, unrolled=False):
     torch.manual_seed(seed)
     space = DartsSpace(num_classes=6, C=4, layers=3, steps=2, multiplier=2, stem_multiplier=2)
-    sched = {"class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
-             "init_args": {"T_max": 2, "eta_min": 0.001}}
-    return SearchModule(space, weight_lr_scheduler=sched, unrolled=unrolled, seed=7)
+    sched = {
+        "class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "init_args": {"T_max": 2, "eta_min": 0.001},
+    }
+    return SearchModule(space, weight_lr_scheduler=sched, unrolled=unrolled, epoch_seed=7)
 
 
 def fit(module, root, out, max_epochs, num_workers, ckpt_path=None):
-    data = SyntheticDataModule(root=root, num_train=16, num_val=8, image_size=32, search=True,
-                               batch_size=4, num_workers=num_workers, scale_range=(0.75, 1.25))
+    data = SyntheticDataModule(
+        root=root,
+        num_train=16,
+        num_val=8,
+        image_size=32,
+        search=True,
+        batch_size=4,
+        num_workers=num_workers,
+        scale_range=(0.75, 1.25),
+    )
     trainer = pl.Trainer(
-        default_root_dir=out, max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=out,
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[ModelCheckpoint(dirpath=out / "ckpt", save_last=True)],
     )
     trainer.fit(module, data, ckpt_path=ckpt_path)
     return trainer
 
 
-@pytest.mark.parametrize("num_workers,unrolled", [(0, False), (2, False), (0, True)],
-                         ids=["workers0", "workers2", "second_order"])
+@pytest.mark.parametrize(
+    "num_workers,unrolled",
+    [(0, False), (2, False), (0, True)],
+    ids=["workers0", "workers2", "second_order"],
+)
 def test_resume_is_bit_identical(tmp_path, synthetic_root, num_workers, unrolled):
     full = make_module(0, unrolled)
     fit(full, synthetic_root, tmp_path / "full", 2, num_workers)
@@ -40,8 +58,14 @@ def test_resume_is_bit_identical(tmp_path, synthetic_root, num_workers, unrolled
     fit(first, synthetic_root, tmp_path / "part", 1, num_workers)
     after_epoch1 = {k: v.detach().clone() for k, v in first.arch_parameters().items()}
     resumed = make_module(123, unrolled)  # different init: everything must come from the ckpt
-    trainer = fit(resumed, synthetic_root, tmp_path / "part", 2, num_workers,
-                  ckpt_path=str(tmp_path / "part" / "ckpt" / "last.ckpt"))
+    trainer = fit(
+        resumed,
+        synthetic_root,
+        tmp_path / "part",
+        2,
+        num_workers,
+        ckpt_path=str(tmp_path / "part" / "ckpt" / "last.ckpt"),
+    )
 
     assert trainer.current_epoch == 2
     for name, value in full.arch_parameters().items():

@@ -25,8 +25,13 @@ def tiny_data(root, **kw):
 def trainer(tmp_path, **kw):
     kw.setdefault("max_epochs", 1)
     return pl.Trainer(
-        default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, **kw,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
     )
 
 
@@ -70,15 +75,18 @@ def test_search_updates_alphas_writes_genotype_and_checkpoint(tmp_path, syntheti
     assert (tmp_path / "checkpoints" / "genotype_epoch=000.yaml").exists() or any(
         p.name == "genotype_epoch=000.yaml" for p in tmp_path.rglob("*.yaml")
     )
-    ckpt = torch.load(t.checkpoint_callback.best_model_path or f"{ckpt_dir}/last.ckpt",
-                      weights_only=False)
+    ckpt = torch.load(
+        t.checkpoint_callback.best_model_path or f"{ckpt_dir}/last.ckpt", weights_only=False
+    )
     assert genotypes.from_dict(ckpt["genotype"]) == written
     assert len(ckpt["optimizer_states"]) == 2 and len(ckpt["lr_schedulers"]) == 1
 
 
 def test_cosine_schedule_steps_once_per_epoch(tmp_path, synthetic_root):
-    sched = {"class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
-             "init_args": {"T_max": 3, "eta_min": 0.001}}
+    sched = {
+        "class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "init_args": {"T_max": 3, "eta_min": 0.001},
+    }
     module = SearchModule(tiny_space(), weight_lr_scheduler=sched)
     t = trainer(tmp_path, max_epochs=3)
     t.fit(module, tiny_data(synthetic_root))
@@ -149,7 +157,8 @@ def test_unrolled_search_runs_and_differs_from_first_order(tmp_path, synthetic_r
 
 def test_unrolled_requires_sgd():
     module = SearchModule(
-        tiny_space(), unrolled=True,
+        tiny_space(),
+        unrolled=True,
         weight_optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
     )
     with pytest.raises(ValueError, match="SGD"):
@@ -163,3 +172,92 @@ def test_genotype_writer_is_added_once(tmp_path, synthetic_root):
     t.fit(module, tiny_data(synthetic_root))
     assert sum(isinstance(c, GenotypeWriter) for c in t.callbacks) == 1
     assert genotypes.load(tmp_path / "g" / "genotype.yaml") == module.derive()
+
+
+def test_checkpoint_loads_on_its_own(tmp_path, synthetic_root):
+    module = SearchModule(tiny_space())
+    t = trainer(tmp_path, max_steps=2)
+    t.fit(module, tiny_data(synthetic_root))
+    path = tmp_path / "x.ckpt"
+    t.save_checkpoint(path)
+    loaded = SearchModule.load_from_checkpoint(path, space=tiny_space(seed=1))
+    for k, v in module.arch_parameters().items():
+        assert torch.equal(loaded.arch_parameters()[k], v)
+    assert loaded.derive() == module.derive()
+
+
+def test_weight_gradients_are_clipped(tmp_path, synthetic_root):
+    norms = []
+
+    class Clipped(SearchModule):
+        def on_before_optimizer_step(self, optimizer):
+            super().on_before_optimizer_step(optimizer)
+            if optimizer is self.optimizers()[0].optimizer:
+                grads = [p.grad for p in self.weight_parameters() if p.grad is not None]
+                norms.append(
+                    float(
+                        torch.linalg.vector_norm(
+                            torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                        )
+                    )
+                )
+
+    module = Clipped(tiny_space(), gradient_clip_val=1e-3)
+    trainer(tmp_path, max_steps=4).fit(module, tiny_data(synthetic_root))
+    assert norms and max(norms) <= 1e-3 * (1 + 1e-4)
+
+
+def test_module_second_order_step_passes_lr_momentum_and_decay(
+    tmp_path, synthetic_root, monkeypatch
+):
+    import lightning_nas.search as search_mod
+
+    seen = []
+    real = search_mod.unrolled_arch_gradient
+
+    def spy(*args, **kwargs):
+        seen.append(
+            {k: kwargs[k] for k in ("lr", "momentum", "weight_decay")}
+            | {"bufs": sum(b is not None for b in kwargs["momentum_buffers"])}
+        )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_mod, "unrolled_arch_gradient", spy)
+    opt = {
+        "class_path": "torch.optim.SGD",
+        "init_args": {"lr": 0.05, "momentum": 0.8, "weight_decay": 1e-3},
+    }
+    module = SearchModule(
+        tiny_space(), unrolled=True, weight_optimizer=opt, weight_lr_scheduler=None
+    )
+    trainer(tmp_path, max_steps=4).fit(module, tiny_data(synthetic_root))
+    assert seen[0] == {"lr": 0.05, "momentum": 0.8, "weight_decay": 1e-3, "bufs": 0}
+    assert seen[1]["bufs"] == len([p for p in module.weight_parameters() if p.requires_grad])
+
+
+def test_two_loss_terms_are_summed(tmp_path, synthetic_root):
+    class Other(ConstantTerm):
+        pass
+
+    module = SearchModule(tiny_space())
+    t = trainer(tmp_path, max_steps=2, callbacks=[ConstantTerm(1.5), Other(2.0)])
+    t.fit(module, tiny_data(synthetic_root))
+    m = t.callback_metrics
+    assert float(m["train/arch_loss"]) == pytest.approx(
+        float(m["train/arch_loss/task"]) + 3.5, rel=1e-5
+    )
+    assert float(m["train/arch_loss/Other"]) == pytest.approx(2.0)
+
+
+def test_plateau_scheduler_is_rejected():
+    from lightning_nas.errors import ConfigError
+
+    module = SearchModule(
+        tiny_space(),
+        weight_lr_scheduler={
+            "class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+            "init_args": {},
+        },
+    )
+    with pytest.raises(ConfigError, match="ReduceLROnPlateau"):
+        module.configure_optimizers()

@@ -34,6 +34,7 @@ from lightning_nas.data.transforms import (
     seed_transform,
     train_transform,
 )
+from lightning_nas.errors import ConfigError
 
 __all__ = [
     "InvalidSampleError",
@@ -135,7 +136,7 @@ def split_indices(num: int, seed: int) -> tuple[list[int], list[int]]:
         ([0, 1, 4], [2, 3])
     """
     if num < 2:
-        raise ValueError(f"search mode needs at least 2 training images to split, got {num}")
+        raise ConfigError(f"search mode needs at least 2 training images to split, got {num}")
     perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed)).tolist()
     half = (num + 1) // 2
     return sorted(perm[:half]), sorted(perm[half:])
@@ -360,11 +361,11 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         """Validate and store the arguments (see the class docstring)."""
         super().__init__()
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
-            raise ValueError(f"batch sizes must be >= 1, got {batch_size} / {eval_batch_size}")
+            raise ConfigError(f"batch sizes must be >= 1, got {batch_size} / {eval_batch_size}")
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         if not 0 < scale_range[0] <= scale_range[1]:
-            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
+            raise ConfigError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
         self.save_hyperparameters()
         self.root = root
         self.batch_size = batch_size

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from lightning_nas.data.base import SegmentationDataModule, match_pairs
+from lightning_nas.errors import ConfigError
 
 __all__ = ["SyntheticDataModule", "render_dataset", "render_scene"]
 
@@ -291,7 +292,7 @@ class SyntheticDataModule(SegmentationDataModule):
     ) -> None:
         """Validate and store the arguments (see the class docstring)."""
         if num_train < 1 or num_val < 1 or image_size < 16:
-            raise ValueError(
+            raise ConfigError(
                 f"need num_train >= 1, num_val >= 1, image_size >= 16; "
                 f"got {num_train}, {num_val}, {image_size}"
             )

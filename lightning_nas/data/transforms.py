@@ -14,6 +14,7 @@ import albumentations as A
 import cv2
 import numpy as np
 from albumentations.pytorch import ToTensorV2
+from lightning_nas.errors import ConfigError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "seed_transform", "train_transform"]
 
@@ -26,7 +27,7 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
     height, width = (size, size) if isinstance(size, int) else size
     if height < 1 or width < 1:
-        raise ValueError(f"crop size must be positive, got {size!r}")
+        raise ConfigError(f"crop size must be positive, got {size!r}")
     return int(height), int(width)
 
 
@@ -69,7 +70,7 @@ def train_transform(
     """
     low, high = scale_range
     if not 0 < low <= high:
-        raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
+        raise ConfigError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
     steps: list[A.BasicTransform] = []
     if (low, high) != (1.0, 1.0):
         steps.append(

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import DartsGenotype, load
 from lightning_nas.ops import FactorizedReduce, Identity, ReLUConvBN, drop_path, make_op
 
@@ -95,7 +96,8 @@ class DartsNetwork(nn.Module):
 
     Args:
         genotype: The genotype, or the path of its YAML file.
-        num_classes: Number of output classes.
+        num_classes: Number of output classes (linked from the DataModule by the CLI; default
+            19, Cityscapes).
         in_channels: Number of input image channels.
         C: Channels of the first cells.
         layers: Number of cells (at least 3).
@@ -120,7 +122,7 @@ class DartsNetwork(nn.Module):
     def __init__(
         self,
         genotype: DartsGenotype | str | Path,
-        num_classes: int,
+        num_classes: int = 19,
         in_channels: int = 3,
         C: int = 8,
         layers: int = 5,
@@ -132,7 +134,7 @@ class DartsNetwork(nn.Module):
         if isinstance(genotype, str | Path):
             genotype = load(genotype)
         if not isinstance(genotype, DartsGenotype):
-            raise TypeError(
+            raise ConfigError(
                 f"DartsNetwork: expected a DartsGenotype or its file, got {type(genotype).__name__}"
             )
         for name, value, low in (
@@ -144,9 +146,11 @@ class DartsNetwork(nn.Module):
             ("stem_stride", stem_stride, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"DartsNetwork: {name} must be an integer >= {low}, got {value!r}")
+                raise ConfigError(
+                    f"DartsNetwork: {name} must be an integer >= {low}, got {value!r}"
+                )
         if not 0.0 <= drop_path_prob < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"DartsNetwork: drop_path_prob must be in [0, 1), got {drop_path_prob}"
             )
 

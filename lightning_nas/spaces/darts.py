@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import DartsGenotype
 from lightning_nas.networks.darts import reduction_layers
 from lightning_nas.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
@@ -173,14 +174,14 @@ class DartsSpace(SearchSpace):
             ("stem_stride", stem_stride, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"DartsSpace: {name} must be an integer >= {low}, got {value!r}")
+                raise ConfigError(f"DartsSpace: {name} must be an integer >= {low}, got {value!r}")
         if multiplier > steps:
-            raise ValueError(
+            raise ConfigError(
                 f"DartsSpace: multiplier ({multiplier}) must be <= steps ({steps}): the output "
                 "concatenates the last `multiplier` intermediate nodes"
             )
         if not alpha_init_std >= 0:
-            raise ValueError(f"DartsSpace: alpha_init_std must be >= 0, got {alpha_init_std!r}")
+            raise ConfigError(f"DartsSpace: alpha_init_std must be >= 0, got {alpha_init_std!r}")
 
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -238,6 +239,12 @@ class DartsSpace(SearchSpace):
     def arch_parameters(self) -> dict[str, nn.Parameter]:
         """``{"alphas_normal": ..., "alphas_reduce": ...}``, each ``(num_edges, 8)``."""
         return {"alphas_normal": self.alphas_normal, "alphas_reduce": self.alphas_reduce}
+
+    def arch_labels(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Rows ``<j>-><i>`` (edge from state j into intermediate node i), columns the ops."""
+        rows = [f"{j}->{i + 2}" for i in range(self.steps) for j in range(i + 2)]
+        cols = list(DARTS_PRIMITIVES)
+        return {"alphas_normal": (rows, cols), "alphas_reduce": (rows, cols)}
 
     def derive(self) -> DartsGenotype:
         """The DARTS genotype of the current α (DARTS ``_parse``; ``none`` is never chosen)."""

@@ -135,7 +135,7 @@ def test_backward_reaches_every_parameter() -> None:
         ({"layers": 1}, ValueError, "layers must be an integer >= 3, got 1"),
         ({"drop_path_prob": 1.0}, ValueError, r"drop_path_prob must be in \[0, 1\), got 1.0"),
         ({"num_classes": 0}, ValueError, "num_classes must be an integer >= 1, got 0"),
-        ({"genotype": 3}, TypeError, "expected a DartsGenotype or its file, got int"),
+        ({"genotype": 3}, ValueError, "expected a DartsGenotype or its file, got int"),
     ],
 )
 def test_invalid_arguments(kwargs: dict, error: type, message: str) -> None:

@@ -180,3 +180,14 @@ def test_derive_cell_concat_follows_steps_and_multiplier() -> None:
 def test_invalid_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DartsSpace(**kwargs)
+
+
+def test_arch_labels_match_the_alpha_layout():
+    from lightning_nas.ops import DARTS_PRIMITIVES
+    from lightning_nas.spaces.darts import DartsSpace
+
+    space = DartsSpace(num_classes=3, C=4, layers=3, steps=3, multiplier=2)
+    rows, cols = space.arch_labels()["alphas_normal"]
+    assert len(rows) == space.alphas_normal.shape[0] == 2 + 3 + 4
+    assert rows[:3] == ["0->2", "1->2", "0->3"] and rows[-1] == "3->4"
+    assert cols == list(DARTS_PRIMITIVES)
