@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import yaml
 from torch import nn
 
-from lightning_nas.ops import DARTS_PRIMITIVES
+from lightning_nas.ops import AUTODEEPLAB_PRIMITIVES, DARTS_PRIMITIVES
 
 if TYPE_CHECKING:
     from lightning_nas.networks.darts import DartsNetwork
@@ -359,6 +359,124 @@ class DartsGenotype(Genotype):
         from lightning_nas.networks.darts import DartsNetwork
 
         return DartsNetwork(self, num_classes=num_classes, **kwargs)
+
+
+_ADL_OPS_ALLOWED = tuple(p for p in AUTODEEPLAB_PRIMITIVES if p != "none")
+
+
+@dataclass(frozen=True)
+class AutoDeepLabGenotype(Genotype):
+    """An Auto-DeepLab architecture: one cell (shared by every layer) and a network-level path.
+
+    ``cell`` lists two ``(op, input)`` pairs per block (block ``b`` is entries ``2b`` and
+    ``2b+1``; its output is the sum of the two). Input indices: 0 = ``h_{l-2}``, 1 = ``h_{l-1}``,
+    ``2 + k`` = block ``k`` (``k < b``). The cell output concatenates all blocks. Ops are
+    :data:`~lightning_nas.ops.AUTODEEPLAB_PRIMITIVES` except ``none``.
+
+    ``path`` gives each layer's level: level ``i`` runs at output stride ``strides[i]``. The first
+    layer is at level 0 or 1, and consecutive layers differ by at most one level.
+
+    Args:
+        cell: ``(op, input)`` pairs, two per block.
+        path: The level of each layer.
+        strides: The output stride of each level (default ``(4, 8, 16, 32)``).
+
+    Example:
+        >>> g = load("experiments/genotypes/autodeeplab_cityscapes.yaml")
+        >>> len(g.cell) // 2, g.path[:4], g.strides
+        (5, (0, 0, 0, 1), (4, 8, 16, 32))
+    """
+
+    kind: ClassVar[str] = "autodeeplab"
+    version: ClassVar[int] = 1
+
+    cell: tuple[tuple[str, int], ...]
+    path: tuple[int, ...]
+    strides: tuple[int, ...] = (4, 8, 16, 32)
+
+    @classmethod
+    def _convert(cls, fields: dict[str, Any], source: str) -> dict[str, Any]:
+        entries = fields["cell"]
+        if not isinstance(entries, list | tuple):
+            raise _fail(source, "cell", f"got {_type_name(entries)}; expected [op, input] pairs")
+        pairs = []
+        for k, entry in enumerate(entries):
+            if not isinstance(entry, list | tuple) or len(entry) != 2:
+                raise _fail(source, f"cell[{k}]", f"got {entry!r}; expected [op, input]")
+            pairs.append(tuple(entry))
+        out = {"cell": tuple(pairs)}
+        for key in ("path", "strides"):
+            value = fields[key]
+            if not isinstance(value, list | tuple):
+                raise _fail(source, key, f"got {_type_name(value)}; expected a list of integers")
+            out[key] = tuple(value)
+        return out
+
+    @classmethod
+    def _validate(cls, fields: Mapping[str, Any], source: str) -> None:
+        cell = fields["cell"]
+        if len(cell) == 0 or len(cell) % 2:
+            raise _fail(source, "cell", f"got {len(cell)} entries; expected 2 per block")
+        for k, (op, j) in enumerate(cell):
+            if op not in _ADL_OPS_ALLOWED:
+                raise _fail(
+                    source,
+                    f"cell[{k}][0]",
+                    f"unknown op {op!r}; expected one of {', '.join(_ADL_OPS_ALLOWED)}",
+                )
+            block = k // 2
+            if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < block + 2:
+                raise _fail(
+                    source,
+                    f"cell[{k}][1]",
+                    f"bad input index {j!r} for block {block}; expected 0 <= j < {block + 2} "
+                    "(0: h[l-2], 1: h[l-1], 2+k: block k)",
+                )
+        strides = fields["strides"]
+        if not strides or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in strides
+        ):
+            raise _fail(source, "strides", f"got {list(strides)!r}; expected positive integers")
+        if any(b != 2 * a for a, b in zip(strides, strides[1:])):
+            raise _fail(source, "strides", f"got {list(strides)!r}; expected each twice the last")
+        path = fields["path"]
+        if not path:
+            raise _fail(source, "path", "empty; expected one level per layer")
+        for k, level in enumerate(path):
+            if (
+                isinstance(level, bool)
+                or not isinstance(level, int)
+                or not 0 <= level < len(strides)
+            ):
+                raise _fail(
+                    source, f"path[{k}]", f"got {level!r}; expected a level 0..{len(strides) - 1}"
+                )
+            previous = path[k - 1] if k else 0
+            if abs(level - previous) > 1:
+                raise _fail(
+                    source,
+                    f"path[{k}]",
+                    f"level {level} after level {previous}; expected a change of at most one level"
+                    + (" (the first layer is at level 0 or 1)" if k == 0 else ""),
+                )
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of blocks B of the cell."""
+        return len(self.cell) // 2
+
+    def output_strides(self) -> tuple[int, ...]:
+        """The output stride of each layer along the path."""
+        return tuple(self.strides[level] for level in self.path)
+
+    def build(self, num_classes: int, **kwargs: Any) -> nn.Module:
+        """Build :class:`~lightning_nas.networks.autodeeplab.AutoDeepLabNetwork`.
+
+        ``**kwargs`` are its further arguments (``filter_multiplier``, ...).
+        """
+        from lightning_nas.networks.autodeeplab import AutoDeepLabNetwork
+
+        return AutoDeepLabNetwork(self, num_classes=num_classes, **kwargs)
 
 
 def from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Genotype:

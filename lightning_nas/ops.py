@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "AUTODEEPLAB_PRIMITIVES",
+    "AtrousConv",
     "DARTS_PRIMITIVES",
     "DilConv",
     "FactorizedReduce",
@@ -30,6 +32,7 @@ __all__ = [
     "SepConv",
     "Zero",
     "drop_path",
+    "make_autodeeplab_op",
     "make_op",
 ]
 
@@ -44,6 +47,20 @@ DARTS_PRIMITIVES: tuple[str, ...] = (
     "dil_conv_5x5",
 )
 """The eight DARTS candidate operations, in the order of the architecture-parameter columns."""
+
+AUTODEEPLAB_PRIMITIVES: tuple[str, ...] = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "atrous_conv_3x3",
+    "atrous_conv_5x5",
+)
+"""Auto-DeepLab's eight operators (paper §3.1), in α-column order. ``sep_conv_KxK`` is the
+official release's ``separable_KxK_2`` (two ReLU–depthwise–pointwise–BN layers, the same layers as
+DARTS' SepConv) and ``atrous_conv_KxK`` its ``atrous_KxK`` (a *full* K×K conv with rate 2)."""
 
 
 class ReLUConvBN(nn.Module):
@@ -121,6 +138,61 @@ class DilConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block."""
+        return self.op(x)
+
+
+class AtrousConv(nn.Module):
+    """ReLU → full (non-separable) K×K convolution with rate ``dilation`` → BatchNorm.
+
+    Auto-DeepLab's ``atrous_KxK`` as the official release defines it. With stride 2 it becomes a
+    bilinear resize to half size followed by the K×K convolution at rate 1, as the release does.
+
+    Args:
+        C_in: Input channels.
+        C_out: Output channels.
+        kernel_size: K.
+        stride: 1, or 2 (resize ÷2, then rate 1).
+        dilation: Rate at stride 1.
+        affine: Whether BatchNorm has learnable scale and shift.
+
+    Example:
+        >>> op = AtrousConv(4, 4, 3, stride=2)
+        >>> tuple(op(torch.randn(1, 4, 9, 9)).shape)
+        (1, 4, 5, 5)
+    """
+
+    def __init__(
+        self,
+        C_in: int,
+        C_out: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 2,
+        affine: bool = True,
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"AtrousConv: stride must be 1 or 2, got {stride}")
+        self.stride = stride
+        rate = 1 if stride == 2 else dilation
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(
+                C_in,
+                C_out,
+                kernel_size,
+                padding=rate * (kernel_size - 1) // 2,
+                dilation=rate,
+                bias=False,
+            ),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block."""
+        if self.stride == 2:
+            size = ((x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return self.op(x)
 
 
@@ -266,6 +338,30 @@ def make_op(name: str, C: int, stride: int, affine: bool = True) -> nn.Module:
     if stride not in (1, 2):
         raise ValueError(f"op {name!r}: stride must be 1 or 2, got {stride}")
     return _OPS[name](C, stride, affine)
+
+
+_ADL_OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    **{k: v for k, v in _OPS.items() if not k.startswith("dil_conv")},
+    "atrous_conv_3x3": lambda C, stride, affine: AtrousConv(C, C, 3, stride, 2, affine=affine),
+    "atrous_conv_5x5": lambda C, stride, affine: AtrousConv(C, C, 5, stride, 2, affine=affine),
+}
+
+
+def make_autodeeplab_op(name: str, C: int, stride: int, affine: bool = True) -> nn.Module:
+    """Build the Auto-DeepLab operator ``name`` (one of :data:`AUTODEEPLAB_PRIMITIVES`).
+
+    Same conventions as :func:`make_op` (pools come bare; ``C`` in and out channels).
+
+    Raises:
+        ValueError: If ``name`` is unknown or ``stride`` is not 1 or 2.
+    """
+    if name not in _ADL_OPS:
+        raise ValueError(
+            f"unknown op {name!r}; expected one of {', '.join(AUTODEEPLAB_PRIMITIVES)}"
+        )
+    if stride not in (1, 2):
+        raise ValueError(f"op {name!r}: stride must be 1 or 2, got {stride}")
+    return _ADL_OPS[name](C, stride, affine)
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
