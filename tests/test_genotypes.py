@@ -119,7 +119,7 @@ def _with(cell: list[list[Any]], k: int, entry: list[Any]) -> list[list[Any]]:
         ),
         pytest.param(
             _edit(kind="resnet"),
-            ["kind", "unknown genotype kind 'resnet'", "expected one of darts"],
+            ["kind", "unknown genotype kind 'resnet'", "expected one of", "darts"],
             id="unknown-kind",
         ),
         pytest.param(_edit(kind=_DELETE), ["kind", "missing key"], id="missing-kind"),
