@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -37,7 +38,8 @@ class ArchitectureLogger(Callback):
     * ``arch/<stat>`` — the space's ``derived_statistics()``, e.g. the number of skip
       connections in the derived cells (the classic DARTS collapse signal).
 
-    With ``plot: true`` a heatmap per parameter is written to ``<checkpoint dir>/arch/`` and sent to
+    With ``plot: true`` a heatmap per parameter (and each figure of the space's
+    ``arch_figures()``) is written to ``<checkpoint dir>/arch/`` and sent to
     WandbLogger (``log_image``) or TensorBoard (``add_figure``) when present.
 
     Args:
@@ -77,6 +79,8 @@ class ArchitectureLogger(Callback):
             out = genotype_dir(trainer) / "arch"  # on every rank: log_dir broadcasts under DDP
             if trainer.is_global_zero:
                 self._plot(trainer, out, dists, labels)
+                for name, fig in space.arch_figures().items():
+                    self._save(trainer, out, name, fig)
 
     def _plot(
         self,
@@ -101,10 +105,14 @@ class ArchitectureLogger(Callback):
             ax.set_yticks(range(probs.shape[0]), rows or range(probs.shape[0]))
             fig.colorbar(im, ax=ax)
             fig.tight_layout()
-            path = Path(out) / f"{name}_epoch={trainer.current_epoch:03d}.png"
-            fig.savefig(path, dpi=80)
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    logger.log_image(key=f"arch/{name}", images=[str(path)])
-                elif isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_figure(f"arch/{name}", fig, trainer.current_epoch)
+            self._save(trainer, out, name, fig)
+
+    @staticmethod
+    def _save(trainer: pl.Trainer, out: Path, name: str, fig: Any) -> None:
+        path = Path(out) / f"{name}_epoch={trainer.current_epoch:03d}.png"
+        fig.savefig(path, dpi=80)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=f"arch/{name}", images=[str(path)])
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure(f"arch/{name}", fig, trainer.current_epoch)

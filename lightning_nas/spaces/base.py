@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,6 +58,14 @@ class SearchSpace(nn.Module, ABC):
         """Row and column labels of each 2-D architecture parameter, for logs and plots.
 
         Default: none (indices are used).
+        """
+        return {}
+
+    def arch_figures(self) -> dict[str, Any]:
+        """Extra matplotlib ``Figure``s to log each epoch, by name (default: none).
+
+        E.g. Auto-DeepLab draws its network-level lattice with the decoded path highlighted.
+        Build them with ``matplotlib.figure.Figure`` (not pyplot).
         """
         return {}
 
