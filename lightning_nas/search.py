@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -128,7 +129,9 @@ class SearchModule(LightningModule):
         ):
             if value is not None and value < 0:
                 raise ConfigError(f"model.{key}: expected >= 0 or null, got {value}")
-        self.save_hyperparameters()
+        with warnings.catch_warnings():  # modules are dropped from hparams just below
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters()
         drop_module_hparams(self)
         self.space = space
         self.automatic_optimization = False

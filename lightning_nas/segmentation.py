@@ -7,6 +7,7 @@ genotype file) or to train a baseline (``network: segmentation_models_pytorch.Un
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import torch
@@ -60,7 +61,9 @@ class SegmentationModule(LightningModule):
         ignore_index: int = 255,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        with warnings.catch_warnings():  # modules are dropped from hparams just below
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters()
         drop_module_hparams(self)
         self.network = network
         self.num_classes = num_classes or _infer_num_classes(network)
