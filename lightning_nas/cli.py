@@ -33,8 +33,6 @@ from lightning_nas.genotypes import GenotypeError
 from lightning_nas.search import SearchModule  # noqa: F401
 from lightning_nas.segmentation import SegmentationModule  # noqa: F401
 
-_CLASS_KEYS = ("num_classes", "classes")
-
 
 class NASCLI(LightningCLI):
     """LightningCLI with lightning_nas's defaults (see the module docstring)."""
@@ -88,8 +86,8 @@ def _data_num_classes(data: Namespace) -> int | None:
 def link_num_classes(model: Namespace, num_classes: int) -> None:
     """Write ``num_classes`` into a parsed model config (in place).
 
-    Sets ``init_args.num_classes`` of the model if it has one, and ``num_classes`` / ``classes``
-    of each class-valued argument of the model.
+    Sets ``init_args.num_classes`` of the model if it has one, and ``num_classes`` (or an integer
+    ``classes``, as smp models have) of each class-valued argument of the model.
     """
     init_args = model.get("init_args")
     if init_args is None:
@@ -98,9 +96,11 @@ def link_num_classes(model: Namespace, num_classes: int) -> None:
         init_args["num_classes"] = num_classes
     for value in vars(init_args).values():
         if isinstance(value, Namespace) and "class_path" in value and value.get("init_args"):
-            for name in _CLASS_KEYS:
-                if name in value["init_args"]:
-                    value["init_args"][name] = num_classes
+            args = value["init_args"]
+            if "num_classes" in args:
+                args["num_classes"] = num_classes
+            elif isinstance(args.get("classes"), int):  # smp models; not smp losses' class lists
+                args["classes"] = num_classes
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (

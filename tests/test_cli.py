@@ -200,3 +200,25 @@ def test_cli_checkpoint_loads_without_arguments(tmp_path, synthetic_root):
     loaded = SearchModule.load_from_checkpoint(ckpt)
     assert loaded.space.C == 4 and loaded.space.num_classes == 6
     assert loaded.derive() == cli.model.derive()
+
+
+def test_smp_baseline_with_smp_loss(tmp_path, synthetic_root):
+    import segmentation_models_pytorch as smp
+
+    cli = run_cli(
+        [
+            "fit",
+            "-c",
+            str(REPO / "experiments/baseline_unet.yaml"),
+            "--trainer.fast_dev_run=true",
+            "--model.init_args.network.init_args.encoder_depth=3",
+            "--model.init_args.network.init_args.decoder_channels=[32, 16, 8]",
+            *tiny_data(synthetic_root),
+        ],
+        tmp_path,
+    )
+    assert isinstance(cli.model.network, smp.Unet)
+    assert cli.model.num_classes == 6
+    assert cli.model.network.segmentation_head[0].out_channels == 6
+    assert isinstance(cli.model.criterion, smp.losses.DiceLoss)
+    assert cli.trainer.state.finished
