@@ -24,6 +24,12 @@ class LossTerm(Callback):
     Subclasses override :meth:`weight_loss` and/or :meth:`arch_loss`. ``name`` is the log key
     suffix (defaults to the class name).
 
+    The methods may be called more than once per training step — the second-order search
+    evaluates the training loss three extra times (virtual step and the two finite-difference
+    points) — so they must be pure functions of their arguments and the current step: update any
+    state (an adaptive weight, a running statistic) in a hook such as ``on_train_batch_end``,
+    never inside ``weight_loss`` / ``arch_loss``.
+
     Example:
         >>> import torch
         >>> class L1OnLogits(LossTerm):
