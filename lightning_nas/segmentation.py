@@ -1,5 +1,9 @@
 """SegmentationModule: ordinary training and evaluation of any discrete segmentation network.
 
+Callbacks deriving from :class:`~lightning_nas.loss_terms.LossTerm` add their ``weight_loss``
+terms to the training loss here too (e.g. distillation from a trained teacher), logged as
+``train/loss/<name>``.
+
 Used to retrain a derived genotype (``network: lightning_nas.networks.DartsNetwork`` with a
 genotype file) or to train a baseline (``network: segmentation_models_pytorch.Unet`` with
 ``encoder_weights: null``).
@@ -19,6 +23,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from lightning_nas._config import as_factory, drop_module_hparams
 from lightning_nas.errors import ConfigError
+from lightning_nas.loss_terms import collect_terms
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {
     "class_path": "torch.optim.SGD",
@@ -96,9 +101,15 @@ class SegmentationModule(LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
-        loss = self.loss(logits, batch["mask"])
+        task = self.loss(logits, batch["mask"])
+        terms = collect_terms(self.trainer.callbacks, "weight", self, logits, batch)
+        loss = task + sum(terms.values()) if terms else task
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        if terms:
+            self.log("train/loss/task", task.detach(), batch_size=bs)
+            for name, value in terms.items():
+                self.log(f"train/loss/{name}", value.detach(), batch_size=bs)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
         return loss
 

@@ -1,0 +1,54 @@
+"""SegmentationModule: poly schedule, loss terms from callbacks, metric."""
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from lightning_nas import build_network
+from lightning_nas.data import SyntheticDataModule
+from lightning_nas.loss_terms import LossTerm
+from lightning_nas.segmentation import SegmentationModule
+
+
+class HalfLogitNorm(LossTerm):
+    def weight_loss(self, module, logits, batch):
+        return 0.5 * logits.pow(2).mean()
+
+
+def make(synthetic_root, tmp_path, callbacks=(), max_epochs=1):
+    torch.manual_seed(0)
+    net = build_network("experiments/genotypes/darts_v2.yaml", num_classes=6, C=4, layers=3)
+    module = SegmentationModule(net)
+    data = SyntheticDataModule(
+        root=synthetic_root, num_train=16, num_val=8, image_size=32, batch_size=4
+    )
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(module, data)
+    return module, trainer
+
+
+def test_poly_lr_reaches_zero_at_the_last_step(synthetic_root, tmp_path):
+    module, trainer = make(synthetic_root, tmp_path, max_epochs=2)
+    steps = trainer.global_step
+    assert steps == 2 * 4
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    assert sched.last_epoch == steps
+    assert module.optimizers().param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_loss_terms_are_added_in_retraining(synthetic_root, tmp_path):
+    _, trainer = make(synthetic_root, tmp_path, callbacks=[HalfLogitNorm()])
+    m = trainer.callback_metrics
+    assert float(m["train/loss"]) == pytest.approx(
+        float(m["train/loss/task"]) + float(m["train/loss/HalfLogitNorm"]), rel=1e-5
+    )
+    assert float(m["train/loss/HalfLogitNorm"]) > 0
+    assert 0.0 <= float(m["val/mIoU"]) <= 1.0
