@@ -49,6 +49,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from lightning_nas._config import as_factory, drop_module_hparams
+from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.bilevel import unrolled_arch_gradient
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
@@ -69,7 +70,7 @@ DEFAULT_ARCH_OPTIMIZER: dict[str, Any] = {
 }
 
 
-class SearchModule(LightningModule):
+class SearchModule(SegmentationEvalMixin, LightningModule):
     """Differentiable architecture search of a :class:`~lightning_nas.spaces.base.SearchSpace`.
 
     Args:
@@ -381,25 +382,6 @@ class SearchModule(LightningModule):
         for a, g in zip(alphas, grads):
             a.grad = g.detach().to(a.dtype)
         return record["loss"], record["terms"]
-
-    # ----------------------------------------------------------------- validation
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        logits = self.space(batch["image"])
-        loss = self.loss(logits, batch["mask"])
-        metric = self.val_miou if stage == "val" else self.test_miou
-        metric.update(logits.argmax(1), batch["mask"].long())
-        bs = batch["image"].shape[0]
-        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=bs)
-        self.log(f"{stage}/mIoU", metric, prog_bar=True, batch_size=bs)
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self.space(batch["image"]).argmax(1)
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

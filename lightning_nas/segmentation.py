@@ -22,6 +22,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from lightning_nas._config import as_factory, drop_module_hparams
+from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.errors import ConfigError
 from lightning_nas.loss_terms import collect_terms
 
@@ -31,7 +32,7 @@ DEFAULT_OPTIMIZER: dict[str, Any] = {
 }
 
 
-class SegmentationModule(LightningModule):
+class SegmentationModule(SegmentationEvalMixin, LightningModule):
     """Train a discrete network with poly (or cosine) lr, cross-entropy (or an smp loss), mIoU.
 
     Args:
@@ -112,24 +113,6 @@ class SegmentationModule(LightningModule):
                 self.log(f"train/loss/{name}", value.detach(), batch_size=bs)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
         return loss
-
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        logits = self(batch["image"])
-        loss = self.loss(logits, batch["mask"])
-        metric = self.val_miou if stage == "val" else self.test_miou
-        metric.update(logits.argmax(1), batch["mask"].long())
-        bs = batch["image"].shape[0]
-        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=bs)
-        self.log(f"{stage}/mIoU", metric, prog_bar=True, batch_size=bs)
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self(batch["image"]).argmax(1)
 
     def configure_optimizers(self) -> Any:
         opt = self._optimizer(self.parameters())
