@@ -13,6 +13,7 @@ the network), whatever the model class.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
@@ -40,7 +41,10 @@ class NASCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
-        kwargs.setdefault("parser_kwargs", {"description": "lightning_nas: NAS for segmentation"})
+        kwargs.setdefault(
+            "parser_kwargs",
+            {"description": "lightning_nas: NAS for segmentation. Also: `summary <genotype>`."},
+        )
         super().__init__(
             LightningModule,
             LightningDataModule,
@@ -110,6 +114,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     InvalidSampleError,
 )
 _SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# subcommands outside LightningCLI: name -> (module, function taking argv and returning a status)
+_TOOLS: dict[str, tuple[str, str]] = {
+    "summary": ("lightning_nas.summary", "summary_main"),
+}
 _NOISE = (
     "Does not validate",
     "Subtypes:",
@@ -155,10 +163,18 @@ def _user_error(exc: BaseException) -> BaseException | None:
 def main(args: list[str] | None = None) -> None:
     """Entry point of the console scripts.
 
+    Besides LightningCLI's ``fit`` / ``validate`` / ``test`` / ``predict``: ``summary <genotype>``
+    prints parameters, Multi-Adds and per-stage shapes of a genotype's network.
+
     Errors in user input (an unknown or ill-typed config key, an invalid value, a bad genotype
     file, a missing dataset directory or file, an unreadable sample) are printed as one line on
     stderr with exit status 2; set ``LIGHTNING_NAS_TRACEBACK=1`` to see the traceback instead.
     """
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in _TOOLS:
+        module_name, func = _TOOLS[argv[0]]
+        tool = getattr(importlib.import_module(module_name), func)
+        raise SystemExit(tool(argv[1:]))
     no_exit = {"exit_on_error": False}
     try:
         NASCLI(args=args, parser_kwargs={**no_exit, **{sub: no_exit for sub in _SUBCOMMANDS}})

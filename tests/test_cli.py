@@ -222,3 +222,11 @@ def test_smp_baseline_with_smp_loss(tmp_path, synthetic_root):
     assert cli.model.network.segmentation_head[0].out_channels == 6
     assert isinstance(cli.model.criterion, smp.losses.DiceLoss)
     assert cli.trainer.state.finished
+
+
+def test_summary_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["summary", str(REPO / "experiments/genotypes/autodeeplab_cityscapes.yaml")])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "10.147 M" in out and "cell_11" in out

@@ -1,5 +1,6 @@
 """Discrete networks built from genotypes: what is retrained, evaluated and exported."""
 
+from lightning_nas.networks.autodeeplab import AutoDeepLabCell, AutoDeepLabNetwork
 from lightning_nas.networks.darts import DartsCell, DartsNetwork
 
-__all__ = ["DartsCell", "DartsNetwork"]
+__all__ = ["AutoDeepLabCell", "AutoDeepLabNetwork", "DartsCell", "DartsNetwork"]
