@@ -2,6 +2,7 @@
 
 from callbacks.architecture_logger import ArchitectureLogger
 from callbacks.genotype_writer import GenotypeWriter
+from callbacks.prediction_writer import PredictionWriter
 from lightning_nas.loss_terms import LossTerm
 
-__all__ = ["ArchitectureLogger", "GenotypeWriter", "LossTerm"]
+__all__ = ["ArchitectureLogger", "GenotypeWriter", "LossTerm", "PredictionWriter"]

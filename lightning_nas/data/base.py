@@ -6,14 +6,19 @@ A dataset's DataModule subclasses :class:`SegmentationDataModule` and says only
     (:meth:`~SegmentationDataModule.list_pairs`, usually one call to :func:`match_pairs`),
 (b) how raw label values map to train ids
     (``label_lut`` or :meth:`~SegmentationDataModule.label_mapping`),
-(c) its metadata (``CLASS_NAMES``, ``PALETTE``, ``ignore_index``, ``source``), and
-(d) its default crop / scale / flip settings, as the defaults of its typed ``__init__``.
+(c) its metadata (``CLASS_NAMES``, ``PALETTE``, ``ignore_index``, ``source``),
+(d) its default crop / scale / flip settings, as the defaults of its typed ``__init__``, and
+(e) optionally, its submission format (:meth:`~SegmentationDataModule.encode_submission`,
+    :meth:`~SegmentationDataModule.submission_name`, ``submission_dir``, ``submission_palette``),
+    which ``callbacks.PredictionWriter`` writes.
 
-Splits, search mode (trainA / trainB), loaders, reading and augmentation seeding live here.
+Splits, search mode (trainA / trainB), loaders, reading, bad-input handling (``skip_invalid``)
+and augmentation seeding live here.
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -21,12 +26,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import albumentations as A
-import cv2
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from lightning_nas.data._io import InvalidSampleError, read_image, read_label
+from lightning_nas.data._labels import LabelLUT, identity_lut
+from lightning_nas.data._listing import existing_pairs, match_pairs
 from lightning_nas.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -41,6 +48,9 @@ __all__ = [
     "LabelLUT",
     "SegmentationDataModule",
     "SegmentationDataset",
+    "SkippedSamplesWarning",
+    "existing_pairs",
+    "identity_lut",
     "match_pairs",
     "seed_worker",
     "split_indices",
@@ -49,70 +59,8 @@ __all__ = [
 Pair = tuple[str, str | None]
 
 
-class InvalidSampleError(OSError):
-    """An image or label file that cannot be read or does not fit its partner."""
-
-
-class LabelLUT:
-    """Map raw label values to train ids through a lookup table.
-
-    A plain object rather than a closure so that it pickles into DataLoader workers.
-
-    Args:
-        lut: ``lut[raw_value] = train_id`` (``ignore_index`` for values that are not trained).
-
-    Example:
-        >>> LabelLUT([255, 0, 1])(np.array([[0, 1], [2, 2]], np.uint8)).tolist()
-        [[255, 0], [1, 1]]
-    """
-
-    def __init__(self, lut: Sequence[int] | np.ndarray) -> None:
-        """Store ``lut`` as a uint8 array."""
-        self.lut = np.asarray(lut, dtype=np.uint8)
-
-    def __call__(self, label: np.ndarray) -> np.ndarray:
-        """Return the train ids of ``label`` (same shape, uint8)."""
-        return self.lut[label]
-
-
-def match_pairs(
-    image_dir: str | Path,
-    label_dir: str | Path,
-    image_suffix: str = ".png",
-    label_suffix: str = ".png",
-) -> list[tuple[Path, Path]]:
-    """Pair every ``*image_suffix`` file under ``image_dir`` with its label under ``label_dir``.
-
-    The label of ``image_dir/a/b_leftImg8bit.png`` with suffixes ``("_leftImg8bit.png",
-    "_gtFine_labelIds.png")`` is ``label_dir/a/b_gtFine_labelIds.png``: same relative folder,
-    suffix swapped. Pairs come sorted by image path; labels are not checked here (a missing
-    label is reported by name when it is read).
-
-    Args:
-        image_dir: Folder searched recursively for images.
-        label_dir: Folder mirroring ``image_dir`` with the labels.
-        image_suffix: End of image file names.
-        label_suffix: End of label file names, replacing ``image_suffix``.
-
-    Returns:
-        The sorted ``(image_path, label_path)`` pairs.
-
-    Raises:
-        FileNotFoundError: If ``image_dir`` holds no matching image.
-    """
-    image_dir, label_dir = Path(image_dir), Path(label_dir)
-    images = sorted(image_dir.rglob(f"*{image_suffix}"))
-    if not images:
-        raise FileNotFoundError(f"no '*{image_suffix}' images under '{image_dir}'")
-    return [
-        (
-            image,
-            label_dir
-            / image.relative_to(image_dir).parent
-            / (image.name[: -len(image_suffix)] + label_suffix),
-        )
-        for image in images
-    ]
+class SkippedSamplesWarning(UserWarning):
+    """Invalid samples were skipped (``skip_invalid: true``); the message counts and names them."""
 
 
 def split_indices(num: int, seed: int) -> tuple[list[int], list[int]]:
@@ -166,7 +114,17 @@ class SegmentationDataset(Dataset):
     """Image / label file pairs read with OpenCV and passed through an albumentations pipeline.
 
     Items are dicts ``{"image": FloatTensor (3, H, W), "mask": LongTensor (H, W), "name": str}``;
-    ``"mask"`` is absent for pairs without a label. ``name`` is the image file's stem.
+    ``"mask"`` is absent for pairs without a label. ``name`` is the image file's stem. With
+    ``with_size=True`` items also carry ``"size"``: LongTensor ``(2,)``, the image's height and
+    width on disk (before any resize), which prediction writers need.
+
+    Bad input: a missing, truncated or unreadable file, an image and label of different sizes,
+    or a label value that is not a label of the dataset raises :class:`InvalidSampleError`
+    naming the file. With ``skip_invalid=True`` the item is replaced by the next valid one
+    (``index + 1``, ``index + 2``, ...; so batch shapes and epoch lengths do not change) and
+    every item carries ``"skipped"``: a string with one line per file skipped to produce it
+    (empty almost always). The DataModule's loaders take that key out of each batch and warn
+    with the count at the end of the epoch (:class:`SkippedSamplesWarning`).
 
     Seeding: with ``seed_from_torch=True`` and outside a DataLoader worker (``num_workers=0``),
     each item first reseeds the pipeline from one draw of torch's *global* generator, so
@@ -179,13 +137,19 @@ class SegmentationDataset(Dataset):
         pairs: ``(image_path, label_path)`` pairs; ``label_path`` may be ``None`` (unlabelled).
         transform: Pipeline called as ``transform(image=..., mask=...)``, ending in ``ToTensorV2``.
             ``None`` only scales the image to [0, 1].
-        label_mapping: Maps the raw label array (as OpenCV reads it) to train ids, e.g. a
-            :class:`LabelLUT`. Must be picklable for workers.
+        label_mapping: Maps the raw label array (as :meth:`read_label` returns it) to train ids,
+            e.g. a :class:`LabelLUT`; raises ``ValueError`` on values it does not know. Must be
+            picklable for workers.
         seed_from_torch: Reseed ``transform`` per item from torch's global generator (see above).
             Set it for random pipelines; leave it off for deterministic ones so evaluation does
             not consume random numbers.
         rank: Global rank of the process, mixed into every augmentation seed.
+        skip_invalid: Replace invalid samples by the next valid one instead of raising.
+        with_size: Add each image's size on disk to its item.
     """
+
+    #: Shown in the end-of-epoch warning about skipped samples (set by the DataModule).
+    description: str = "dataset"
 
     def __init__(
         self,
@@ -194,6 +158,8 @@ class SegmentationDataset(Dataset):
         label_mapping: Callable[[np.ndarray], np.ndarray] | None = None,
         seed_from_torch: bool = False,
         rank: int = 0,
+        skip_invalid: bool = False,
+        with_size: bool = False,
     ) -> None:
         """Store the pairs (as strings) and the pipeline (see the class docstring)."""
         self.pairs: list[Pair] = [
@@ -203,6 +169,8 @@ class SegmentationDataset(Dataset):
         self.label_mapping = label_mapping
         self.seed_from_torch = seed_from_torch
         self.rank = rank
+        self.skip_invalid = skip_invalid
+        self.with_size = with_size
 
     def __len__(self) -> int:
         """Number of pairs."""
@@ -210,11 +178,29 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         """Read, map and transform pair ``index`` (see the class docstring for the format)."""
-        # A later `skip_invalid` mode catches InvalidSampleError from `load` here.
+        if not self.skip_invalid:
+            return self._item(index)
+        skipped: list[str] = []
+        for offset in range(len(self)):
+            i = (index + offset) % len(self)
+            try:
+                item = self._item(i)
+            except InvalidSampleError as err:
+                skipped.append(" ".join(str(err).split()))
+                continue
+            item["skipped"] = "\n".join(skipped)
+            return item
+        raise InvalidSampleError(
+            f"all {len(self)} samples of {self.description} are invalid, e.g. {skipped[0]}"
+        )
+
+    def _item(self, index: int) -> dict[str, torch.Tensor | str]:
         image, label = self.load(index)
         if self.seed_from_torch and self.transform is not None and get_worker_info() is None:
             self.reseed(int(torch.randint(2**32, ()).item()))
         item: dict[str, torch.Tensor | str] = {"name": Path(self.pairs[index][0]).stem}
+        if self.with_size:
+            item["size"] = torch.tensor(image.shape[:2], dtype=torch.long)
         if self.transform is None:
             item["image"] = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
             if label is not None:
@@ -236,23 +222,31 @@ class SegmentationDataset(Dataset):
             mixed = np.random.SeedSequence([seed, self.rank]).generate_state(1)[0]
             seed_transform(self.transform, int(mixed))
 
+    def read_image(self, path: str) -> np.ndarray:
+        """Decode an image file to RGB uint8 ``(H, W, 3)`` (OpenCV)."""
+        return read_image(path)
+
+    def read_label(self, path: str) -> np.ndarray:
+        """Decode a label file to its raw values (OpenCV, unchanged); override for palettes."""
+        return read_label(path)
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Read pair ``index``: RGB uint8 image ``(H, W, 3)`` and mapped label ``(H, W)`` or None.
 
         Raises:
-            InvalidSampleError: Naming the file, if a file is missing or unreadable, the label is
-                not single-channel after mapping, or image and label sizes differ.
+            InvalidSampleError: Naming the file, if a file is missing, truncated or unreadable,
+                the label is not single-channel, holds values that are not labels of the
+                dataset, or image and label sizes differ.
         """
         image_path, label_path = self.pairs[index]
-        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise InvalidSampleError(f"cannot read image '{image_path}'{_why(image_path)}")
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = self.read_image(image_path)
         if label_path is None:
             return image, None
-        label = cv2.imread(label_path, cv2.IMREAD_UNCHANGED)
-        if label is None:
-            raise InvalidSampleError(f"cannot read label '{label_path}'{_why(label_path)}")
+        label = self.read_label(label_path)
+        if label.ndim != 2:
+            raise InvalidSampleError(
+                f"label '{label_path}' has shape {label.shape}; expected one channel of label ids"
+            )
         if self.label_mapping is not None:
             try:
                 label = self.label_mapping(label)
@@ -260,19 +254,11 @@ class SegmentationDataset(Dataset):
                 raise InvalidSampleError(
                     f"cannot map label values of '{label_path}': {err}"
                 ) from err
-        if label.ndim != 2:
-            raise InvalidSampleError(
-                f"label '{label_path}' has shape {label.shape}; expected one channel of label ids"
-            )
         if label.shape != image.shape[:2]:
             raise InvalidSampleError(
                 f"label '{label_path}' is {label.shape}, image '{image_path}' is {image.shape[:2]}"
             )
         return image, label
-
-
-def _why(path: str) -> str:
-    return "" if Path(path).is_file() else " (no such file)"
 
 
 class SegmentationDataModule(L.LightningDataModule, ABC):
@@ -288,13 +274,25 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
       into disjoint halves trainA / trainB by :func:`split_indices` (``search_split_seed``, same
       on every DDP rank) and the method returns ``{"weights": loader(trainA), "arch":
       loader(trainB)}``; Lightning's CombinedLoader (``max_size_cycle``) then yields
-      ``{"weights": batch, "arch": batch}`` per step.
-    * ``val_dataloader()``: the val split, full images, only normalised.
+      ``{"weights": batch, "arch": batch}`` per step. Under DDP Lightning gives each of the
+      two loaders its own ``DistributedSampler``, so each rank reads its own shard of each half.
+    * ``val_dataloader()``: the val split, whole images, only normalised (and resized when
+      ``long_side`` is set).
     * ``test_dataloader()``: ``test_split`` if the dataset has a labelled one, else val.
-    * ``predict_dataloader()``: the val images.
+    * ``predict_dataloader()``: the images of ``predict_split`` (default val), without labels;
+      items carry ``"size"`` (height, width on disk) for the prediction writer.
 
     A batch is ``{"image": FloatTensor (N, 3, H, W), "mask": LongTensor (N, H, W), "name":
     list[str]}`` with ``ignore_index`` (255) in the mask where there is no label.
+
+    Bad input: a missing root or split folder raises ``FileNotFoundError`` naming the expected
+    path and ``source``. An image without its label or a label without its image (found when
+    the split is listed), and an unreadable or truncated file or a label value that is not a
+    label of the dataset (found when it is read), raise :class:`InvalidSampleError` naming the
+    file. With ``skip_invalid=True`` such files are skipped instead and a
+    :class:`SkippedSamplesWarning` counts them: when the split is listed, and at the end of each
+    epoch of each loader (the loader then serves the next valid sample in place of a skipped
+    one, so batch shapes and the number of steps do not change).
 
     Determinism: with ``persistent_workers=False`` (default), ``torch.manual_seed(k)`` in
     ``on_train_epoch_start`` fixes the order and the augmentations of that epoch, for any
@@ -319,6 +317,10 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         hflip: Random horizontal flips in training.
         eval_batch_size: Batch size of val / test / predict loaders (``None``: ``batch_size``).
             Use 1 when a dataset's images differ in size.
+        long_side: Resize every image (every loader) so that its longer side has this many
+            pixels before anything else; ``None`` keeps the size on disk.
+        skip_invalid: Skip invalid files with a warning instead of raising (see above).
+        predict_split: Split whose images ``predict_dataloader`` serves (``None``: val).
 
     Raises:
         ValueError: On a non-positive batch size, negative ``num_workers`` or bad scale range.
@@ -330,7 +332,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     PALETTE: ClassVar[tuple[tuple[int, int, int], ...]] = ()
     #: Mask value of pixels that count neither in the loss nor in the metric.
     ignore_index: ClassVar[int] = 255
-    #: Raw label value -> train id, or ``None`` when labels already are train ids.
+    #: Raw label value -> train id (``-1``: not a valid value), or ``None`` when labels already
+    #: are train ids (then ``0 .. num_classes-1`` and ``ignore_index`` are valid).
     label_lut: ClassVar[np.ndarray | None] = None
     #: Where the data comes from; ends every "not found" error.
     source: ClassVar[str] = ""
@@ -343,6 +346,10 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     test_split: ClassVar[str | None] = None
     #: Dataset class built for every split (override to read an unusual label format).
     dataset_class: ClassVar[type[SegmentationDataset]] = SegmentationDataset
+    #: Folder of the submission files, relative to the prediction writer's submission folder.
+    submission_dir: ClassVar[str] = ""
+    #: Write submission PNGs as palette images coloured with ``PALETTE`` (VOC's format).
+    submission_palette: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -357,6 +364,9 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         scale_range: tuple[float, float] = (0.5, 2.0),
         hflip: bool = True,
         eval_batch_size: int | None = None,
+        long_side: int | None = None,
+        skip_invalid: bool = False,
+        predict_split: str | None = None,
     ) -> None:
         """Validate and store the arguments (see the class docstring)."""
         super().__init__()
@@ -366,6 +376,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         if not 0 < scale_range[0] <= scale_range[1]:
             raise ConfigError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
+        if long_side is not None and long_side < 1:
+            raise ConfigError(f"long_side must be >= 1 pixel or null, got {long_side}")
         self.save_hyperparameters()
         self.root = root
         self.batch_size = batch_size
@@ -378,7 +390,14 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.hflip = hflip
         self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+        self.long_side = long_side
+        self.skip_invalid = skip_invalid
+        self.predict_split = predict_split
+        #: Lines describing unmatched files of the split being listed; pass it as the
+        #: ``problems`` argument of :func:`match_pairs` / :func:`existing_pairs`.
+        self.listing_problems: list[str] = []
         self._pairs_cache: dict[str, list[Pair]] = {}
+        self._images_cache: dict[str, list[str]] = {}
 
     # --- what a dataset says ----------------------------------------------------------------
 
@@ -386,22 +405,54 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     def list_pairs(self, split: str) -> list[tuple[Path, Path | None]]:
         """The ``(image_path, label_path)`` pairs of ``split``, in a fixed order.
 
-        Use :meth:`require_dir` on the folders so that a missing one raises a clear error.
+        Use :meth:`require_dir` on the folders so that a missing one raises a clear error, and
+        pass ``problems=self.listing_problems`` to :func:`match_pairs` / :func:`existing_pairs`
+        so that unmatched files are reported (or skipped) by the base.
         """
 
+    def list_images(self, split: str) -> list[Path]:
+        """The images of ``split`` for prediction (default: those of :meth:`list_pairs`).
+
+        Override for splits that ship without labels (benchmark test sets).
+        """
+        return [image for image, _ in self.list_pairs(split)]
+
     def label_mapping(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """Picklable callable mapping raw labels to train ids (default: from ``label_lut``)."""
-        return None if self.label_lut is None else LabelLUT(self.label_lut)
+        """Picklable callable mapping raw labels to train ids and rejecting unknown values.
+
+        Default: a :class:`LabelLUT` of ``label_lut``, or of :func:`identity_lut` when labels
+        already are train ids.
+        """
+        if self.label_lut is not None:
+            return LabelLUT(self.label_lut)
+        return LabelLUT(identity_lut(self.num_classes, self.ignore_index))
 
     def train_transform(self) -> A.Compose:
-        """The training pipeline, from ``crop_size``, ``scale_range`` and ``hflip``."""
+        """The training pipeline, from ``crop_size``, ``scale_range``, ``hflip``, ``long_side``."""
         return train_transform(
-            self.crop_size, self.scale_range, self.hflip, self.mean, self.std, self.ignore_index
+            self.crop_size,
+            self.scale_range,
+            self.hflip,
+            self.mean,
+            self.std,
+            self.ignore_index,
+            long_side=self.long_side,
         )
 
     def eval_transform(self) -> A.Compose:
-        """The evaluation pipeline (normalisation only)."""
-        return eval_transform(self.mean, self.std)
+        """The evaluation pipeline (resize to ``long_side`` if set, normalise)."""
+        return eval_transform(self.mean, self.std, long_side=self.long_side)
+
+    def encode_submission(self, prediction: np.ndarray) -> np.ndarray:
+        """Turn predicted train ids ``(H, W)`` into the values of a submission file (uint8).
+
+        Default: the train ids themselves.
+        """
+        return prediction.astype(np.uint8)
+
+    def submission_name(self, name: str) -> str:
+        """File name of the submission for the image whose stem is ``name``."""
+        return f"{name}.png"
 
     # --- metadata ---------------------------------------------------------------------------
 
@@ -433,10 +484,12 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         return path
 
     def pairs(self, split: str) -> list[Pair]:
-        """The pairs of ``split`` (listed once, then cached)."""
+        """The pairs of ``split`` (listed and checked once, then cached)."""
         if split not in self._pairs_cache:
             self.require_dir(self.root)
+            self.listing_problems = []
             listed = self.list_pairs(split)
+            self._check_listing(split)
             if not listed:
                 raise FileNotFoundError(
                     f"{type(self).__name__}: split '{split}' under '{self.root}' is empty"
@@ -446,6 +499,37 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             ]
         return self._pairs_cache[split]
 
+    def images(self, split: str) -> list[str]:
+        """The images of ``split`` for prediction (listed once, then cached)."""
+        if split not in self._images_cache:
+            self.require_dir(self.root)
+            self.listing_problems = []
+            listed = self.list_images(split)
+            self._check_listing(split)
+            if not listed:
+                raise FileNotFoundError(
+                    f"{type(self).__name__}: split '{split}' under '{self.root}' has no images"
+                )
+            self._images_cache[split] = [str(image) for image in listed]
+        return self._images_cache[split]
+
+    def _check_listing(self, split: str) -> None:
+        problems, self.listing_problems = self.listing_problems, []
+        if not problems:
+            return
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        if not self.skip_invalid:
+            raise InvalidSampleError(
+                f"{type(self).__name__} split '{split}': {problems[0]}{more}; "
+                "fix the file or set skip_invalid: true"
+            )
+        warnings.warn(
+            f"{type(self).__name__} split '{split}': skipped {len(problems)} unmatched "
+            f"file(s): {problems[0]}{more}",
+            SkippedSamplesWarning,
+            stacklevel=2,
+        )
+
     def search_split(self) -> tuple[list[int], list[int]]:
         """Indices into the training pairs of trainA (weights) and trainB (architecture)."""
         return split_indices(len(self.pairs(self.train_split)), self.search_split_seed)
@@ -454,10 +538,12 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         """List (and check) the splits the stage needs; datasets are built by the loaders."""
         if stage in ("fit", None):
             self.pairs(self.train_split)
-        if stage in ("fit", "validate", "predict", None):
+        if stage in ("fit", "validate", None):
             self.pairs(self.val_split)
         if stage in ("test", None):
             self.pairs(self.test_split or self.val_split)
+        if stage in ("predict", None):
+            self.images(self.predict_split or self.val_split)
 
     # --- loaders ----------------------------------------------------------------------------
 
@@ -465,33 +551,38 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         """One shuffled loader, or ``{"weights": trainA, "arch": trainB}`` in search mode."""
         pairs = self.pairs(self.train_split)
         if not self.search:
-            return self._loader(pairs, train=True)
+            return self._loader(pairs, "train")
         first, second = self.search_split()
         return {
-            "weights": self._loader([pairs[i] for i in first], train=True),
-            "arch": self._loader([pairs[i] for i in second], train=True),
+            "weights": self._loader([pairs[i] for i in first], "trainA"),
+            "arch": self._loader([pairs[i] for i in second], "trainB"),
         }
 
     def val_dataloader(self) -> DataLoader:
-        """The val split at full resolution."""
-        return self._loader(self.pairs(self.val_split), train=False)
+        """The val split, whole images."""
+        return self._loader(self.pairs(self.val_split), "val")
 
     def test_dataloader(self) -> DataLoader:
         """The labelled test split if the dataset has one, else val."""
-        return self._loader(self.pairs(self.test_split or self.val_split), train=False)
+        return self._loader(self.pairs(self.test_split or self.val_split), "test")
 
     def predict_dataloader(self) -> DataLoader:
-        """The val images."""
-        return self._loader(self.pairs(self.val_split), train=False)
+        """The images of ``predict_split`` (default val), with their sizes on disk."""
+        split = self.predict_split or self.val_split
+        return self._loader([(image, None) for image in self.images(split)], "predict")
 
-    def _loader(self, pairs: list[Pair], train: bool) -> DataLoader:
+    def _loader(self, pairs: list[Pair], stage: str) -> DataLoader:
+        train = stage.startswith("train")
         dataset = self.dataset_class(
             pairs,
             transform=self.train_transform() if train else self.eval_transform(),
             label_mapping=self.label_mapping(),
             seed_from_torch=train,
             rank=0 if self.trainer is None else self.trainer.global_rank,
+            skip_invalid=self.skip_invalid,
+            with_size=stage == "predict",
         )
+        dataset.description = f"{type(self).__name__} {stage} loader"
         batch_size = self.batch_size if train else self.eval_batch_size
         workers = self.num_workers > 0
         return _DeferredDataLoader(
@@ -515,16 +606,23 @@ class _DeferredDataLoader(DataLoader):
     epochs after it. Deferring the creation to the first ``next()`` makes every epoch depend on
     the global generator as it is when its first batch is drawn, which comes after that hook in
     every case, so reseeding there fixes the epoch whatever ``num_workers`` is.
+
+    The iterator also takes the ``"skipped"`` key (``skip_invalid`` mode) out of every batch and
+    warns once per epoch with the count of skipped files, when the epoch ends (or when the
+    iterator is dropped before its end, as with ``limit_train_batches``).
     """
 
     def __iter__(self) -> _DeferredIterator:
-        return _DeferredIterator(partial(DataLoader.__iter__, self))
+        description = getattr(self.dataset, "description", type(self.dataset).__name__)
+        return _DeferredIterator(partial(DataLoader.__iter__, self), description)
 
 
 class _DeferredIterator:
-    def __init__(self, make: Callable[[], Iterator]) -> None:
+    def __init__(self, make: Callable[[], Iterator], description: str = "loader") -> None:
         self._make: Callable[[], Iterator] | None = make
         self._iterator: Iterator | None = None
+        self._description = description
+        self._skipped: list[str] = []
 
     def __iter__(self) -> _DeferredIterator:
         return self
@@ -532,4 +630,25 @@ class _DeferredIterator:
     def __next__(self) -> Any:
         if self._iterator is None:
             self._iterator, self._make = self._make(), None
-        return next(self._iterator)
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self._warn()
+            raise
+        if isinstance(batch, dict) and "skipped" in batch:
+            self._skipped += [line for text in batch.pop("skipped") for line in text.splitlines()]
+        return batch
+
+    def _warn(self) -> None:
+        skipped, self._skipped = self._skipped, []
+        if skipped:
+            more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+            warnings.warn(
+                f"{self._description}: skipped {len(skipped)} invalid sample(s) this epoch "
+                f"(skip_invalid: true): {skipped[0]}{more}",
+                SkippedSamplesWarning,
+                stacklevel=2,
+            )
+
+    def __del__(self) -> None:
+        self._warn()

@@ -247,6 +247,9 @@ class SyntheticDataModule(SegmentationDataModule):
         scale_range: Range of the random training scale factor.
         hflip: Random horizontal flips in training.
         eval_batch_size: See :class:`SegmentationDataModule`.
+        long_side: See :class:`SegmentationDataModule`.
+        skip_invalid: See :class:`SegmentationDataModule`.
+        predict_split: See :class:`SegmentationDataModule` ("train" or "val"; default val).
 
     Raises:
         ValueError: On non-positive sizes.
@@ -289,6 +292,9 @@ class SyntheticDataModule(SegmentationDataModule):
         scale_range: tuple[float, float] = (1.0, 1.0),
         hflip: bool = True,
         eval_batch_size: int | None = None,
+        long_side: int | None = None,
+        skip_invalid: bool = False,
+        predict_split: str | None = None,
     ) -> None:
         """Validate and store the arguments (see the class docstring)."""
         if num_train < 1 or num_val < 1 or image_size < 16:
@@ -308,6 +314,9 @@ class SyntheticDataModule(SegmentationDataModule):
             scale_range=scale_range,
             hflip=hflip,
             eval_batch_size=eval_batch_size,
+            long_side=long_side,
+            skip_invalid=skip_invalid,
+            predict_split=predict_split,
         )
         self.num_train = num_train
         self.num_val = num_val

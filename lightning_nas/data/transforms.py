@@ -2,8 +2,10 @@
 
 The training pipeline follows the papers' protocol (random scale, pad, random crop, horizontal
 flip, normalise); the evaluation pipeline only normalises, so that images are evaluated at full
-resolution. Both are built with ``strict=True`` so that a misspelled or 1.x-style argument
-(``value`` / ``mask_value``) raises instead of silently padding masks with class 0.
+resolution. Both can first resize every image so that its longer side has a given length
+(``long_side``: half-resolution Cityscapes for the search, ADE20K at 513). Both are built with
+``strict=True`` so that a misspelled or 1.x-style argument (``value`` / ``mask_value``) raises
+instead of silently padding masks with class 0.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import albumentations as A
 import cv2
 import numpy as np
 from albumentations.pytorch import ToTensorV2
+
 from lightning_nas.errors import ConfigError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "seed_transform", "train_transform"]
@@ -38,8 +41,9 @@ def train_transform(
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     ignore_index: int = 255,
+    long_side: int | None = None,
 ) -> A.Compose:
-    """Random scale → pad → random crop → horizontal flip → normalise → tensor.
+    """(Resize) → random scale → pad → random crop → horizontal flip → normalise → tensor.
 
     Images are resized bilinearly and masks with nearest neighbour. The pad (needed when the
     scaled image is smaller than the crop) is filled with 0 in the image and with
@@ -54,6 +58,8 @@ def train_transform(
         mean: Normalisation mean per channel, in [0, 1].
         std: Normalisation standard deviation per channel, in [0, 1].
         ignore_index: Mask value of padded pixels.
+        long_side: First resize the image so that its longer side has this length (``None``:
+            keep the size).
 
     Returns:
         The pipeline; call it as ``pipeline(image=rgb_uint8, mask=label_uint8)``.
@@ -71,7 +77,7 @@ def train_transform(
     low, high = scale_range
     if not 0 < low <= high:
         raise ConfigError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
-    steps: list[A.BasicTransform] = []
+    steps: list[A.BasicTransform] = _resize(long_side)
     if (low, high) != (1.0, 1.0):
         steps.append(
             A.RandomScale(
@@ -100,18 +106,44 @@ def train_transform(
 
 
 def eval_transform(
-    mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    long_side: int | None = None,
 ) -> A.Compose:
-    """Normalise → tensor, nothing random: evaluation at full resolution.
+    """(Resize) → normalise → tensor, nothing random: evaluation on the whole image.
 
     Args:
         mean: Normalisation mean per channel, in [0, 1].
         std: Normalisation standard deviation per channel, in [0, 1].
+        long_side: First resize the image (bilinear) and mask (nearest) so that the longer side
+            has this length; ``None`` evaluates at full resolution.
 
     Returns:
         The pipeline.
+
+    Example:
+        >>> import numpy as np
+        >>> t = eval_transform(long_side=32)
+        >>> out = t(image=np.zeros((20, 40, 3), np.uint8), mask=np.zeros((20, 40), np.uint8))
+        >>> tuple(out["image"].shape), tuple(out["mask"].shape)
+        ((3, 16, 32), (16, 32))
     """
-    return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()], strict=True)
+    steps = [*_resize(long_side), A.Normalize(mean=mean, std=std), ToTensorV2()]
+    return A.Compose(steps, strict=True)
+
+
+def _resize(long_side: int | None) -> list[A.BasicTransform]:
+    if long_side is None:
+        return []
+    if long_side < 1:
+        raise ConfigError(f"long_side must be a positive number of pixels, got {long_side!r}")
+    return [
+        A.LongestMaxSize(
+            max_size=long_side,
+            interpolation=cv2.INTER_LINEAR,
+            mask_interpolation=cv2.INTER_NEAREST,
+        )
+    ]
 
 
 def seed_transform(transform: A.BaseCompose, seed: int) -> None:

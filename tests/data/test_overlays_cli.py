@@ -1,0 +1,103 @@
+"""The dataset overlays compose with the method configs and run through the real CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_datasets import make_ade20k, make_cityscapes, make_voc
+from PIL import Image
+
+from lightning_nas.cli import NASCLI
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_SEARCH = [
+    "--model.init_args.space.init_args.C=4",
+    "--model.init_args.space.init_args.layers=3",
+    "--model.init_args.space.init_args.steps=2",
+    "--model.init_args.space.init_args.multiplier=2",
+]
+TINY_RETRAIN = [
+    f"--model.init_args.network.init_args.genotype={REPO}/experiments/genotypes/darts_v1.yaml",
+    "--model.init_args.network.init_args.C=4",
+    "--model.init_args.network.init_args.layers=3",
+]
+# dataset -> (tree maker, number of classes, overrides that keep the run tiny)
+DATASETS = {
+    "cityscapes": (make_cityscapes, 19, ["--data.init_args.long_side=64"]),
+    "voc": (make_voc, 21, []),
+    "ade20k": (make_ade20k, 150, ["--data.init_args.long_side=32"]),
+}
+
+
+def tiny_data(root: Path, name: str) -> list[str]:
+    return [
+        f"--data.init_args.root={root}",
+        "--data.init_args.crop_size=16",
+        "--data.init_args.batch_size=2",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.pin_memory=false",
+        *DATASETS[name][2],
+    ]
+
+
+def run(args: list[str], tmp_path: Path, run: bool = True) -> NASCLI:
+    return NASCLI(
+        args=[
+            *args,
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+        ],
+        run=run,
+    )
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_search_fast_dev_run(name: str, tmp_path: Path) -> None:
+    make, num_classes, _ = DATASETS[name]
+    root = make(tmp_path / name)
+    overlay = REPO / "experiments" / "data" / f"{name}.yaml"
+    cli = run(
+        ["fit", "-c", str(REPO / "experiments/darts.yaml"), "-c", str(overlay),
+         "--trainer.fast_dev_run=true", *TINY_SEARCH, *tiny_data(root, name)],
+        tmp_path,
+    )  # fmt: skip
+    assert type(cli.datamodule).__name__.lower().startswith(name[:3])
+    assert cli.datamodule.search  # kept from darts.yaml although the data class changed
+    assert cli.model.space.num_classes == cli.datamodule.num_classes == num_classes
+    assert cli.trainer.state.finished
+
+
+def test_retrain_overlay_keeps_retrain_protocol(tmp_path: Path) -> None:
+    cli = run(
+        ["-c", str(REPO / "experiments/retrain_darts.yaml"),
+         "-c", str(REPO / "experiments/data/cityscapes.yaml"), *TINY_RETRAIN],
+        tmp_path,
+        run=False,  # parse and instantiate only (no subcommand)
+    )  # fmt: skip
+    dm = cli.datamodule
+    assert not dm.search
+    assert (dm.crop_size, dm.long_side, dm.num_workers, dm.pin_memory) == (769, None, 8, True)
+    assert cli.model.network.num_classes == 19
+
+
+def test_predict_writes_a_voc_submission(tmp_path: Path) -> None:
+    root = make_voc(tmp_path / "voc")
+    out = tmp_path / "predictions"
+    run(
+        ["predict", "-c", str(REPO / "experiments/retrain_darts.yaml"),
+         "-c", str(REPO / "experiments/data/voc.yaml"), *TINY_RETRAIN, *tiny_data(root, "voc"),
+         "--data.init_args.predict_split=test",
+         "--trainer.callbacks+=callbacks.prediction_writer.PredictionWriter",
+         f"--trainer.callbacks.output_dir={out}"],
+        tmp_path,
+    )  # fmt: skip
+    folder = out / "submission" / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
+    written = sorted(folder.iterdir())
+    assert [p.stem for p in written] == ["2008_000006", "2008_000007"]
+    for path in written:
+        image = Image.open(path)
+        assert image.mode == "P"
+        assert np.array(image).max() < 21
