@@ -43,7 +43,9 @@ class NASCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault(
             "parser_kwargs",
-            {"description": "lightning_nas: NAS for segmentation. Also: `summary <genotype>`."},
+            {
+                "description": "lightning_nas: NAS for segmentation. Also: `summary <genotype>`, `latency build|show`."
+            },
         )
         super().__init__(
             LightningModule,
@@ -117,6 +119,7 @@ _SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # subcommands outside LightningCLI: name -> (module, function taking argv and returning a status)
 _TOOLS: dict[str, tuple[str, str]] = {
     "summary": ("lightning_nas.summary", "summary_main"),
+    "latency": ("lightning_nas.latency.cli", "latency_main"),
 }
 _NOISE = (
     "Does not validate",
@@ -164,7 +167,8 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of the console scripts.
 
     Besides LightningCLI's ``fit`` / ``validate`` / ``test`` / ``predict``: ``summary <genotype>``
-    prints parameters, Multi-Adds and per-stage shapes of a genotype's network.
+    prints parameters, Multi-Adds and per-stage shapes of a genotype's network; ``latency build``
+    / ``latency show`` build and inspect device latency tables.
 
     Errors in user input (an unknown or ill-typed config key, an invalid value, a bad genotype
     file, a missing dataset directory or file, an unreadable sample) are printed as one line on

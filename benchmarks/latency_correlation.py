@@ -1,0 +1,127 @@
+r"""How well does the latency table predict end-to-end latency of derived DARTS networks?
+
+Builds a latency table for a DARTS space, samples N random architectures (random α → DARTS
+derivation), builds each discrete network, measures it end to end with the same timing routine
+as the table entries, and compares with the table estimate (the sum of the derived network's op
+latencies + the fixed parts). Prints one line per network, Pearson r (and Spearman ρ) between
+estimate and measurement, and the mean estimate/measured ratio (the part of the network's cost
+the op-by-op sum misses or double-counts: call overheads, memory traffic between ops, fusion).
+Entries and networks are timed in interleaved rounds; on a busy machine use ``--stat min``.
+
+    .venv/bin/python benchmarks/latency_correlation.py --num 20 --C 8 --layers 5 --size 64 64 \
+        --rounds 5 --stat min
+    .venv/bin/python benchmarks/latency_correlation.py --device cuda --C 16 --layers 8 \
+        --size 256 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from lightning_nas.latency import LatencyTable, OpTimer, measure_module
+from lightning_nas.networks.darts import DartsNetwork
+from lightning_nas.spaces.darts import DartsSpace
+
+
+def pearson(x: list[float], y: list[float]) -> float:
+    mx, my = statistics.fmean(x), statistics.fmean(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    return sxy / (sxx * syy) ** 0.5
+
+
+def ranks(x: list[float]) -> list[float]:
+    order = sorted(range(len(x)), key=x.__getitem__)
+    r = [0.0] * len(x)
+    for rank, i in enumerate(order):
+        r[i] = float(rank)
+    return r
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--num", type=int, default=20, help="sampled architectures")
+    p.add_argument("--C", type=int, default=8)
+    p.add_argument("--layers", type=int, default=5)
+    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=20, help="timed samples per network and round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
+    p.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="how the per-round medians are combined (min: robust on a busy machine)",
+    )
+    p.add_argument("--alpha-scale", type=float, default=3.0, help="std of the random α")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    size = tuple(args.size)
+    macro = {"num_classes": args.num_classes, "C": args.C, "layers": args.layers}
+    space = DartsSpace(**macro)
+
+    aggregate = statistics.median if args.stat == "median" else min
+    timer = OpTimer(device, warmup=args.warmup, repeats=args.repeats)
+    start = time.perf_counter()
+    table = LatencyTable.build(
+        space.latency_configs(size),
+        device=device,
+        input_size=size,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        measure=lambda c: aggregate([timer(c) for _ in range(args.rounds)]),
+        progress=False,
+    )
+    print(
+        f"{table} built in {time.perf_counter() - start:.1f} s, {torch.get_num_threads()} threads"
+    )
+
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(1, 3, *size, generator=gen).to(device)
+    genotypes, nets, estimates = [], [], []
+    for _ in range(args.num):
+        with torch.no_grad():
+            for alpha in space.arch_parameters().values():
+                alpha.copy_(args.alpha_scale * torch.randn(alpha.shape, generator=gen))
+        genotype = space.derive()
+        genotypes.append(genotype)
+        estimates.append(space.derived_latency(table, genotype))
+        nets.append(DartsNetwork(genotype, **macro).to(device).eval())
+    # interleaved rounds: a burst of load from other processes hits every network alike
+    rounds: list[list[float]] = [[] for _ in nets]
+    for _ in range(args.rounds):
+        for i, net in enumerate(nets):
+            rounds[i].append(measure_module(net, [x], warmup=args.warmup, repeats=args.repeats))
+    measured = [aggregate(r) for r in rounds]
+
+    print(f"{'#':>3} {'estimate ms':>12} {'measured ms':>12} {'ratio':>6}  normal-cell ops")
+    for n, (genotype, est, ms) in enumerate(zip(genotypes, estimates, measured)):
+        ops = ",".join(
+            op.replace("_conv", "").replace("_3x3", "3").replace("_5x5", "5")
+            for op, _ in genotype.normal
+        )
+        print(f"{n:>3} {est:12.3f} {ms:12.3f} {est / ms:6.2f}  {ops}")
+
+    r = pearson(estimates, measured)
+    rho = pearson(ranks(estimates), ranks(measured))
+    ratio = statistics.fmean(e / m for e, m in zip(estimates, measured))
+    print(
+        f"\nN={args.num} C={args.C} layers={args.layers} input={size[0]}x{size[1]} "
+        f"device={table.device_name}, {args.stat} of {args.rounds} rounds: Pearson r = {r:.3f}, "
+        f"Spearman rho = {rho:.3f}, mean estimate/measured = {ratio:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

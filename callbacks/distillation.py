@@ -1,0 +1,254 @@
+"""Distillation: a frozen teacher's soft predictions as an extra term of the weight loss.
+
+FasterSeg trains its student with ``KL(teacher ‖ student)`` per pixel added to the OHEM losses
+(weight 1). Here the term comes from a callback through the
+:class:`~lightning_nas.loss_terms.LossTerm` protocol, so it works for
+:class:`~lightning_nas.segmentation.SegmentationModule` (retrain) and
+:class:`~lightning_nas.search.SearchModule` alike. The maths is :func:`distillation_kl`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from typing_extensions import override
+
+from lightning_nas.errors import ConfigError
+from lightning_nas.loss_terms import LossTerm
+
+__all__ = ["Distillation", "distillation_kl"]
+
+
+def distillation_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean over pixels of ``KL(softmax(t/T) ‖ softmax(s/T)) · T²``.
+
+    The KL is summed over classes and averaged over the (valid) pixels. (FasterSeg calls
+    ``nn.KLDivLoss()`` with the old ``reduction="mean"``, which also divides by the number of
+    classes: its weight 1 is weight ``1 / num_classes`` here.)
+
+    Args:
+        student_logits: ``(N, K, H, W)``.
+        teacher_logits: ``(N, K, H, W)``; no gradient flows into it.
+        temperature: T > 0.
+        valid: Optional ``(N, H, W)`` boolean mask of the pixels to average over.
+
+    Returns:
+        A scalar tensor (0 when no pixel is valid, still attached to the student's graph).
+
+    Example:
+        >>> s = torch.tensor([[[[0.0]], [[0.0]]]])          # (1, 2, 1, 1): uniform
+        >>> t = torch.tensor([[[[2.0]], [[0.0]]]])
+        >>> round(float(distillation_kl(s, t)), 4)          # log 2 − H(sigmoid(2))
+        0.3278
+        >>> float(distillation_kl(t, t))
+        0.0
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"distillation: student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} differ (same number of classes needed)"
+        )
+    log_s = F.log_softmax(student_logits / temperature, dim=1)
+    log_t = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
+    kl = F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(dim=1)  # (N, H, W)
+    if valid is not None:
+        kl = kl[valid]
+        if kl.numel() == 0:
+            return student_logits.sum() * 0.0
+    return kl.mean() * temperature**2
+
+
+def _load_weights(network: nn.Module, path: str) -> None:
+    """Load a plain ``state_dict`` file, or the network of a SegmentationModule checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"Distillation: teacher_weights file {path} not found") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+        prefix = "network."
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"Distillation: teacher_weights {path} do not fit {type(network).__name__}: {err}"
+        ) from None
+
+
+class Distillation(LossTerm):
+    """Add ``weight · KL(teacher ‖ student)`` (per pixel, temperature T) to the weight loss.
+
+    Where the teacher comes from (in this order):
+
+    * ``teacher_checkpoint``: a :class:`~lightning_nas.segmentation.SegmentationModule`
+      checkpoint, read with ``load_from_checkpoint`` (a checkpoint written by the CLI rebuilds
+      its network from its saved config; for one written from Python give the network as
+      ``teacher`` too, which is passed as ``network=``);
+    * ``teacher`` (a network, e.g. ``lightning_nas.networks.DartsNetwork`` with the teacher's
+      ``genotype`` file, as ``class_path`` in YAML), with its trained weights from
+      ``teacher_weights`` (a ``state_dict`` file or a SegmentationModule checkpoint);
+    * neither: co-search. The module's search space must provide ``teacher_logits(x)`` (e.g.
+      FasterSeg's supernet, whose teacher and student share one supernet); its output is
+      detached, so the term trains the student only.
+
+    An external teacher is frozen (``requires_grad=False``, eval mode), moved to the module's
+    device at fit start and called under ``torch.no_grad()``; it is not part of the module, so it
+    is neither optimised nor saved in the student's checkpoints. Its logits are resized to the
+    student's if they differ. Pixels whose label is ``ignore_index`` are left out of the average
+    (``ignore_index: null`` keeps them: the teacher's soft labels exist everywhere).
+
+    The module logs the term as ``train/loss/Distillation`` (retrain) or
+    ``train/weight_loss/Distillation`` (search).
+
+    Args:
+        teacher_checkpoint: Path of the teacher's SegmentationModule checkpoint.
+        teacher: The teacher network (with ``teacher_weights``, or already trained).
+        teacher_weights: Path of the teacher network's weights.
+        weight: Weight of the term (FasterSeg: 1).
+        temperature: Softmax temperature T (the term is multiplied by T²).
+        ignore_index: Label value whose pixels are excluded; ``None``: every pixel counts.
+
+    Raises:
+        ConfigError: If the arguments are inconsistent or out of range (at construction), or the
+            teacher cannot be loaded (at setup).
+
+    Example:
+        >>> import torch
+        >>> teacher = torch.nn.Conv2d(3, 4, 1)
+        >>> cb = Distillation(teacher=teacher, weight=1.0, temperature=2.0)
+        >>> cb.name
+        'Distillation'
+    """
+
+    def __init__(
+        self,
+        teacher_checkpoint: str | None = None,
+        teacher: nn.Module | None = None,
+        teacher_weights: str | None = None,
+        weight: float = 1.0,
+        temperature: float = 1.0,
+        ignore_index: int | None = 255,
+    ) -> None:
+        if teacher_weights is not None and teacher is None:
+            raise ConfigError("Distillation: teacher_weights needs the teacher network (teacher)")
+        if teacher_weights is not None and teacher_checkpoint is not None:
+            raise ConfigError("Distillation: give teacher_checkpoint or teacher_weights, not both")
+        if not weight >= 0:
+            raise ConfigError(f"Distillation: weight must be >= 0, got {weight!r}")
+        if not temperature > 0:
+            raise ConfigError(f"Distillation: temperature must be > 0, got {temperature!r}")
+        self.teacher_checkpoint = teacher_checkpoint
+        self.teacher_weights = teacher_weights
+        self.weight = float(weight)
+        self.temperature = float(temperature)
+        self.ignore_index = ignore_index
+        self.teacher: nn.Module | None = teacher
+        self._loaded = teacher is not None and teacher_weights is None and not teacher_checkpoint
+        self._memo: tuple[torch.Tensor, torch.Tensor] | None = None
+        if self._loaded:
+            self._freeze()
+
+    # ----------------------------------------------------------------- teacher
+    def _freeze(self) -> None:
+        assert self.teacher is not None
+        self.teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def _load_teacher(self) -> None:
+        if self.teacher_checkpoint is not None:
+            from lightning_nas.segmentation import SegmentationModule
+
+            if not Path(self.teacher_checkpoint).is_file():
+                raise ConfigError(
+                    f"Distillation: teacher_checkpoint {self.teacher_checkpoint} not found"
+                )
+            extra = {} if self.teacher is None else {"network": self.teacher}
+            self.teacher = SegmentationModule.load_from_checkpoint(
+                self.teacher_checkpoint, map_location="cpu", **extra
+            )
+        elif self.teacher is not None and self.teacher_weights is not None:
+            _load_weights(self.teacher, self.teacher_weights)
+        self._freeze()
+        self._loaded = True
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.teacher is None and self.teacher_checkpoint is None:
+            space = getattr(pl_module, "space", None)
+            if not callable(getattr(space, "teacher_logits", None)):
+                raise ConfigError(
+                    "Distillation: no teacher given (teacher_checkpoint, or teacher with "
+                    f"teacher_weights) and {type(pl_module).__name__} has no search space with a "
+                    "teacher_logits(x) method (co-search)"
+                )
+            return
+        if not self._loaded:
+            self._load_teacher()
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.teacher is not None:
+            self.teacher.to(pl_module.device)
+            self._freeze()
+
+    def teacher_logits(self, module: pl.LightningModule, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits on ``images`` (no gradient).
+
+        Memoised for the current images, since the loss terms may be evaluated several times per
+        step (second-order search).
+        """
+        if self._memo is not None and self._memo[0] is images:
+            return self._memo[1]
+        with torch.no_grad():
+            if self.teacher is not None:
+                logits = self.teacher(images)
+            else:
+                logits = module.space.teacher_logits(images)  # type: ignore[union-attr]
+        logits = logits.detach()
+        self._memo = (images, logits)
+        return logits
+
+    # ----------------------------------------------------------------- loss term
+    @override
+    def weight_loss(
+        self, module: pl.LightningModule, logits: torch.Tensor, batch: dict[str, Any]
+    ) -> torch.Tensor | None:
+        teacher = self.teacher_logits(module, batch["image"])
+        if teacher.shape[-2:] != logits.shape[-2:]:
+            teacher = F.interpolate(
+                teacher, size=logits.shape[-2:], mode="bilinear", align_corners=False
+            )
+        valid = None
+        mask = batch.get("mask")
+        if self.ignore_index is not None and mask is not None:
+            if mask.shape[-2:] != logits.shape[-2:]:
+                mask = F.interpolate(mask[:, None].float(), size=logits.shape[-2:], mode="nearest")
+                mask = mask[:, 0]
+            valid = mask.long() != self.ignore_index
+        return self.weight * distillation_kl(
+            logits, teacher.to(logits.dtype), self.temperature, valid
+        )
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self._memo = None

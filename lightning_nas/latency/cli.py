@@ -1,0 +1,161 @@
+r"""``lightning-nas latency build|show``: build a latency table ahead of a search, or inspect one.
+
+    lightning-nas latency build --space-config experiments/darts.yaml --input-size 64 64 \
+        --out tables/cpu.json
+    lightning-nas latency build --space-arg C=8 --space-arg layers=5 --input-size 64 64 \
+        --device cuda --out tables/h100.json
+    lightning-nas latency show tables/cpu.json
+
+``--space-config`` takes an experiment config (its ``model.init_args.space``) or a file holding
+just ``class_path`` / ``init_args``; without it the space is a default ``DartsSpace``.
+``--space-arg KEY=VALUE`` overrides an init argument (the value is read as YAML). The space must
+have ``latency_configs(input_size)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from lightning_nas._config import import_object
+from lightning_nas.errors import ConfigError
+from lightning_nas.latency.table import LatencyTable, MissingLatencyError
+
+__all__ = ["latency_main"]
+
+_DEFAULT_SPACE = "lightning_nas.spaces.DartsSpace"
+
+
+def _space_spec(path: str | None, overrides: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    class_path, init_args = _DEFAULT_SPACE, {}
+    if path is not None:
+        try:
+            cfg = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--space-config: no such file {path}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--space-config {path}: not valid YAML: {err}") from None
+        node = cfg
+        model = cfg.get("model") if isinstance(cfg, dict) else None
+        if isinstance(model, dict):
+            node = (model.get("init_args") or {}).get("space")
+        if not isinstance(node, dict) or "class_path" not in node:
+            raise ConfigError(
+                f"--space-config {path}: expected model.init_args.space (an experiment config) "
+                "or class_path / init_args of a search space"
+            )
+        class_path, init_args = node["class_path"], dict(node.get("init_args") or {})
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--space-arg: expected KEY=VALUE, got {item!r}")
+        init_args[key] = yaml.safe_load(value)
+    return class_path, init_args
+
+
+def _build(args: argparse.Namespace) -> int:
+    class_path, init_args = _space_spec(args.space_config, args.space_arg)
+    cls = import_object(class_path if "." in class_path else f"lightning_nas.spaces.{class_path}")
+    try:
+        space = cls(**init_args)
+    except TypeError as err:
+        raise ConfigError(f"{class_path}: {err}") from None
+    configs_fn = getattr(space, "latency_configs", None)
+    if not callable(configs_fn):
+        raise ConfigError(f"{type(space).__name__} has no latency_configs(input_size) method")
+    size = tuple(args.input_size)
+    configs = configs_fn(size)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(
+        f"{type(space).__name__}({', '.join(f'{k}={v}' for k, v in init_args.items())}) at "
+        f"{size[0]}x{size[1]}: {len(configs)} configurations",
+        file=sys.stderr,
+    )
+    table = LatencyTable.build(
+        configs,
+        device=args.device,
+        dtype=args.dtype,
+        input_size=size,  # type: ignore[arg-type]
+        batch_size=args.batch_size,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        progress=not args.no_progress,
+    )
+    path = table.save(args.out)
+    print(f"wrote {path}: {table}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    table = LatencyTable.load(args.table)
+    for key, value in table.metadata().items():
+        if key != "kind":
+            print(f"{key}: {list(value) if isinstance(value, tuple) else value}")
+    print(f"entries: {len(table)}")
+    print(f"total of all entries: {sum(table.entries.values()):.4f} ms")
+    if args.entries:
+        for key, ms in sorted(table.entries.items(), key=lambda kv: -kv[1]):
+            print(f"  {ms:10.4f}  {key}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lightning-nas latency", description="Build or inspect latency lookup tables."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="measure every op configuration of a search space")
+    b.add_argument("--space-config", help="experiment YAML (model.init_args.space) or space YAML")
+    b.add_argument(
+        "--space-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a space init argument (repeatable), e.g. C=8",
+    )
+    b.add_argument("--input-size", type=int, nargs=2, required=True, metavar=("H", "W"))
+    b.add_argument("--out", required=True, help="the table file to write (JSON)")
+    b.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    b.add_argument("--dtype", default="float32")
+    b.add_argument("--batch-size", type=int, default=1)
+    b.add_argument("--warmup", type=int, default=10)
+    b.add_argument("--repeats", type=int, default=30)
+    b.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=_build)
+    s = sub.add_parser("show", help="print a table's metadata and entry count")
+    s.add_argument("table")
+    s.add_argument("--entries", action="store_true", help="also list the entries, slowest first")
+    s.set_defaults(func=_show)
+    return p
+
+
+def latency_main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lightning-nas latency`` with ``argv`` (without ``latency``); return the exit status.
+
+    User errors (a bad config, a missing or invalid table) print one line on stderr and return 2;
+    ``LIGHTNING_NAS_TRACEBACK=1`` raises them instead.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error (already printed)
+        return int(exit_.code or 0)
+    try:
+        return args.func(args)
+    except (ConfigError, MissingLatencyError, ValueError, OSError) as err:
+        if os.environ.get("LIGHTNING_NAS_TRACEBACK"):
+            raise
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(latency_main())

@@ -1,0 +1,109 @@
+"""Timing routine and op builders (structural facts only; no wall-clock thresholds)."""
+
+import pytest
+import torch
+
+from lightning_nas.latency import LatencyTable, OpConfig, OpTimer, build_op, measure_module
+from lightning_nas.latency.measure import BLOCKS, dtype_name
+from lightning_nas.ops import AUTODEEPLAB_PRIMITIVES, DARTS_PRIMITIVES
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine more threads stall each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("op", sorted(set(DARTS_PRIMITIVES + AUTODEEPLAB_PRIMITIVES) - {"none"}))
+def test_candidate_ops_build_with_their_input_shapes(op, stride):
+    module, shapes = build_op(OpConfig(op, 4, 4, 9, 7, stride))
+    out = module(*[torch.randn(2, *s) for s in shapes])
+    assert tuple(out.shape) == (2, 4, 5 if stride == 2 else 9, 4 if stride == 2 else 7)
+
+
+@pytest.mark.parametrize(
+    ("config", "out_shape"),
+    [
+        (OpConfig("conv3x3_bn", 3, 12, 9, 9, 2), (12, 5, 5)),
+        (OpConfig("relu_conv1x1_bn", 12, 4, 9, 9), (4, 9, 9)),
+        (OpConfig("factorized_reduce", 12, 8, 9, 9, 2), (8, 5, 5)),
+        (OpConfig("relu_conv1x1", 16, 5, 3, 3), (5, 3, 3)),
+        (OpConfig("bilinear_upsample", 5, 5, 9, 10, 4), (5, 9, 10)),
+        (OpConfig("add", 4, 4, 6, 6), (4, 6, 6)),
+        (OpConfig("concat", 4, 12, 6, 6), (12, 6, 6)),
+    ],
+)
+def test_blocks_build(config, out_shape):
+    assert config.op in BLOCKS
+    module, shapes = build_op(config)
+    assert tuple(module(*[torch.randn(1, *s) for s in shapes]).shape[1:]) == out_shape
+
+
+def test_build_op_rejects_unknown_and_inconsistent_configs():
+    with pytest.raises(ValueError, match="unknown op 'warp_drive'.*sep_conv_3x3"):
+        build_op(OpConfig("warp_drive", 4, 4, 8, 8))
+    with pytest.raises(ValueError, match="C_in == C_out"):
+        build_op(OpConfig("sep_conv_3x3", 4, 8, 8, 8))
+    with pytest.raises(ValueError, match="latency is 0"):
+        build_op(OpConfig("none", 4, 4, 8, 8))
+    with pytest.raises(ValueError, match="multiple of C_in"):
+        build_op(OpConfig("concat", 4, 6, 8, 8))
+
+
+def test_measure_module_restores_mode_and_counts_calls():
+    calls = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            calls.append((self.training, torch.is_inference_mode_enabled()))
+            return x
+
+    probe = Probe().train()
+    ms = measure_module(probe, [torch.zeros(1)], warmup=2, repeats=3, number=4)
+    assert ms >= 0.0
+    assert len(calls) == 2 + 3 * 4
+    assert all(c == (False, True) for c in calls)  # eval mode, inference mode
+    assert probe.training
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        measure_module(probe, [torch.zeros(1)], repeats=0)
+
+
+def test_a_large_convolution_measures_slower_than_the_identity():
+    timer = OpTimer("cpu", warmup=1, repeats=5)
+    heavy = timer(OpConfig("sep_conv_5x5", 32, 32, 48, 48))
+    light = timer(OpConfig("skip_connect", 32, 32, 48, 48))
+    assert heavy > light >= 0.0
+
+
+def test_op_timer_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    OpTimer(warmup=0, repeats=1)(OpConfig("sep_conv_3x3", 4, 4, 8, 8))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_real_table_build_on_cpu(tmp_path):
+    configs = [OpConfig("max_pool_3x3", 4, 4, 8, 8), OpConfig("add", 4, 4, 8, 8)]
+    table = LatencyTable.build(
+        configs, input_size=(8, 8), warmup=1, repeats=2, progress=True, dtype="float64"
+    )
+    assert table.dtype == "float64" and table.num_threads == 1
+    assert all(table[c] >= 0.0 for c in configs)
+    assert LatencyTable.load(table.save(tmp_path / "t.json"), dtype=torch.float64).entries
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_timer_synchronises():
+    ms = OpTimer("cuda", warmup=2, repeats=3)(OpConfig("sep_conv_3x3", 16, 16, 64, 64))
+    assert ms > 0.0
+
+
+def test_dtype_name():
+    assert dtype_name(torch.float16) == dtype_name("float16") == "float16"
+    with pytest.raises(ValueError, match="unknown dtype"):
+        dtype_name("float7")
