@@ -34,6 +34,11 @@ from lightning_nas.genotypes import GenotypeError
 from lightning_nas.search import SearchModule  # noqa: F401
 from lightning_nas.segmentation import SegmentationModule  # noqa: F401
 
+_DESCRIPTION = (
+    "lightning_nas: NAS for semantic segmentation. "
+    "Also: `lightning-nas summary <genotype>`, `lightning-nas latency build|show`."
+)
+
 
 class NASCLI(LightningCLI):
     """LightningCLI with lightning_nas's defaults (see the module docstring)."""
@@ -43,9 +48,7 @@ class NASCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault(
             "parser_kwargs",
-            {
-                "description": "lightning_nas: NAS for segmentation. Also: `summary <genotype>`, `latency build|show`."
-            },
+            {"description": _DESCRIPTION},
         )
         super().__init__(
             LightningModule,
