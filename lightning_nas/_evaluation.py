@@ -14,8 +14,12 @@ class SegmentationEvalMixin:
     metrics ``val_miou`` / ``test_miou``; it logs ``<stage>/loss`` and ``<stage>/mIoU``.
     """
 
+    def eval_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits used for validation, test and predict (override for whole-image inference)."""
+        return self(image)
+
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        logits = self(batch["image"])
+        logits = self.eval_logits(batch["image"])
         loss = self.loss(logits, batch["mask"])
         metric = self.val_miou if stage == "val" else self.test_miou
         metric.update(logits.argmax(1), batch["mask"].long())
@@ -30,4 +34,4 @@ class SegmentationEvalMixin:
         self._eval_step(batch, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self(batch["image"]).argmax(1)
+        return self.eval_logits(batch["image"]).argmax(1)

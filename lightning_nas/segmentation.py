@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from lightning_nas._config import as_factory, drop_module_hparams
 from lightning_nas._evaluation import SegmentationEvalMixin
+from lightning_nas.data.evaluation import multiscale_flip_logits
 from lightning_nas.errors import ConfigError
 from lightning_nas.loss_terms import collect_terms
 
@@ -46,6 +47,10 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         loss: a loss module taking ``(logits, target)``, e.g. ``segmentation_models_pytorch.losses.
             DiceLoss`` with ``ignore_index: 255``; default cross-entropy ignoring ``ignore_index``.
         ignore_index: label value ignored by the default loss and the metric.
+        eval_window: evaluate (validate / test / predict) with a sliding window of this size
+            where the image is larger (``None``: whole image in one pass).
+        eval_scales: evaluate at these scales and average the logits (e.g. ``[0.75, 1, 1.25]``).
+        eval_flip: also evaluate the horizontally flipped image and average.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -65,6 +70,9 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         lr_power: float = 0.9,
         loss: nn.Module | None = None,
         ignore_index: int = 255,
+        eval_window: int | None = None,
+        eval_scales: tuple[float, ...] = (1.0,),
+        eval_flip: bool = False,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # modules are dropped from hparams just below
@@ -86,6 +94,13 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
             num_classes=self.num_classes, ignore_index=ignore_index, average="macro"
         )
         self.test_miou = self.val_miou.clone()
+        if not eval_scales or any(x <= 0 for x in eval_scales):
+            raise ConfigError(f"model.eval_scales: expected positive scales, got {eval_scales!r}")
+        if eval_window is not None and eval_window < 1:
+            raise ConfigError(f"model.eval_window: expected a positive size, got {eval_window}")
+        self.eval_window = eval_window
+        self.eval_scales = tuple(eval_scales)
+        self.eval_flip = eval_flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes, H, W)`` at the input size."""
@@ -93,6 +108,19 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         if out.shape[-2:] != x.shape[-2:]:
             out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return out
+
+    def eval_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Whole-image logits: sliding window and/or multi-scale + flip when configured."""
+        if self.eval_window is None and self.eval_scales == (1.0,) and not self.eval_flip:
+            return self(image)
+        return multiscale_flip_logits(
+            self,
+            image,
+            scales=self.eval_scales,
+            flip=self.eval_flip,
+            window=self.eval_window,
+            num_classes=self.num_classes,
+        )  # averaged logits, so that the logged val/test loss stays a cross-entropy
 
     def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The training loss."""

@@ -52,3 +52,19 @@ def test_loss_terms_are_added_in_retraining(synthetic_root, tmp_path):
     )
     assert float(m["train/loss/HalfLogitNorm"]) > 0
     assert 0.0 <= float(m["val/mIoU"]) <= 1.0
+
+
+def test_whole_image_evaluation_options(synthetic_root, tmp_path):
+    torch.manual_seed(0)
+    net = build_network("experiments/genotypes/darts_v2.yaml", num_classes=6, C=4, layers=3)
+    plain = SegmentationModule(net).eval()
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        base = plain.eval_logits(image)
+        flipped = SegmentationModule(net, eval_flip=True).eval().eval_logits(image)
+        windowed = SegmentationModule(net, eval_window=16).eval().eval_logits(image)
+        expected_flip = (base + plain(image.flip(-1)).flip(-1)) / 2
+    torch.testing.assert_close(flipped, expected_flip, rtol=1e-5, atol=1e-5)
+    assert windowed.shape == base.shape and not torch.allclose(windowed, base)
+    with pytest.raises(ValueError, match="eval_scales"):
+        SegmentationModule(net, eval_scales=())
