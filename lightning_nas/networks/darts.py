@@ -7,6 +7,7 @@ op in training); the macro structure (stem, reduction positions, head) is the on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import DartsGenotype, load
 from lightning_nas.ops import FactorizedReduce, Identity, ReLUConvBN, drop_path, make_op
 
-__all__ = ["DartsCell", "DartsNetwork", "reduction_layers"]
+__all__ = ["DartsCell", "DartsNetwork", "build_darts_macro", "reduction_layers"]
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:
@@ -30,6 +31,51 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
         ``(layers // 3, 2 * layers // 3)`` without duplicates, sorted.
     """
     return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+def build_darts_macro(
+    in_channels: int,
+    C: int,  # noqa: N803
+    layers: int,
+    stem_multiplier: int,
+    stem_stride: int,
+    make_cell: Callable[[int, int, int, bool, bool], nn.Module],
+) -> tuple[nn.Sequential, nn.ModuleList, int]:
+    """The DARTS macro structure shared by the search space and the derived network.
+
+    Stem conv 3×3 (stride ``stem_stride``) to ``stem_multiplier * C`` channels + BN, then
+    ``layers`` cells with the channels doubled at each reduction cell (:func:`reduction_layers`).
+
+    Args:
+        in_channels: Image channels.
+        C: Channels of the first cells.
+        layers: Number of cells.
+        stem_multiplier: The stem outputs ``stem_multiplier * C`` channels.
+        stem_stride: Stride of the stem convolution.
+        make_cell: ``(C_prev_prev, C_prev, C, reduction, reduction_prev) -> cell``; the cell has
+            a ``multiplier`` attribute (its output has ``multiplier * C`` channels).
+
+    Returns:
+        The stem, the cells and the channels of the last cell's output.
+    """
+    c_curr = stem_multiplier * C
+    stem = nn.Sequential(
+        nn.Conv2d(in_channels, c_curr, 3, stride=stem_stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_curr),
+    )
+    reductions = reduction_layers(layers)
+    c_prev_prev, c_prev, c_curr = c_curr, c_curr, C
+    reduction_prev = False
+    cells = []
+    for i in range(layers):
+        reduction = i in reductions
+        if reduction:
+            c_curr *= 2
+        cell = make_cell(c_prev_prev, c_prev, c_curr, reduction, reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
+    return stem, nn.ModuleList(cells), c_prev
 
 
 class DartsCell(nn.Module):
@@ -160,24 +206,14 @@ class DartsNetwork(nn.Module):
         self.stem_stride = stem_stride
         self.drop_path_prob = drop_path_prob
 
-        c_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_curr, 3, stride=stem_stride, padding=1, bias=False),
-            nn.BatchNorm2d(c_curr),
+        self.stem, self.cells, c_prev = build_darts_macro(
+            in_channels,
+            C,
+            layers,
+            stem_multiplier,
+            stem_stride,
+            lambda cpp, cp, c, red, red_prev: DartsCell(genotype, cpp, cp, c, red, red_prev),
         )
-        reductions = reduction_layers(layers)
-        c_prev_prev, c_prev, c_curr = c_curr, c_curr, C
-        reduction_prev = False
-        cells = []
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                c_curr *= 2
-            cell = DartsCell(genotype, c_prev_prev, c_prev, c_curr, reduction, reduction_prev)
-            cells.append(cell)
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
-        self.cells = nn.ModuleList(cells)
         self.head = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c_prev, num_classes, 1))
 
     @property

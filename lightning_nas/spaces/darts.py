@@ -16,7 +16,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import DartsGenotype
 from lightning_nas.latency.measure import OpConfig
 from lightning_nas.latency.table import LatencyTable
-from lightning_nas.networks.darts import reduction_layers
+from lightning_nas.networks.darts import build_darts_macro, reduction_layers
 from lightning_nas.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
 from lightning_nas.spaces.base import SearchSpace
 
@@ -194,27 +194,16 @@ class DartsSpace(SearchSpace):
         self.stem_multiplier = stem_multiplier
         self.stem_stride = stem_stride
 
-        c_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_curr, 3, stride=stem_stride, padding=1, bias=False),
-            nn.BatchNorm2d(c_curr),
+        self.stem, self.cells, c_prev = build_darts_macro(
+            in_channels,
+            C,
+            layers,
+            stem_multiplier,
+            stem_stride,
+            lambda cpp, cp, c, red, red_prev: _SearchCell(
+                steps, multiplier, cpp, cp, c, red, red_prev
+            ),
         )
-        reductions = reduction_layers(layers)
-        c_prev_prev, c_prev, c_curr = c_curr, c_curr, C
-        reduction_prev = False
-        cells = []
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                c_curr *= 2
-            cells.append(
-                _SearchCell(
-                    steps, multiplier, c_prev_prev, c_prev, c_curr, reduction, reduction_prev
-                )
-            )
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, multiplier * c_curr
-        self.cells = nn.ModuleList(cells)
         self.head = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c_prev, num_classes, 1))
 
         num_edges = sum(i + 2 for i in range(steps))
