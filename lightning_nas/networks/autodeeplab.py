@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.genotypes import AutoDeepLabGenotype, load
 from lightning_nas.ops import Identity, ReLUConvBN, drop_path, make_autodeeplab_op
 
@@ -325,19 +325,18 @@ class AutoDeepLabNetwork(nn.Module):
         blocks = genotype.num_blocks
         if block_multiplier is None:
             block_multiplier = blocks
-        for name, value, low in (
-            ("num_classes", num_classes, 1),
-            ("in_channels", in_channels, 1),
-            ("filter_multiplier", filter_multiplier, 1),
-            ("block_multiplier", block_multiplier, 1),
-            ("aspp_channels", aspp_channels, 1),
-            ("decoder_channels", decoder_channels, 1),
-            ("low_level_channels", low_level_channels, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(
-                    f"AutoDeepLabNetwork: {name} must be an integer >= {low}, got {value!r}"
-                )
+        check_min_ints(
+            "AutoDeepLabNetwork",
+            (
+                ("num_classes", num_classes, 1),
+                ("in_channels", in_channels, 1),
+                ("filter_multiplier", filter_multiplier, 1),
+                ("block_multiplier", block_multiplier, 1),
+                ("aspp_channels", aspp_channels, 1),
+                ("decoder_channels", decoder_channels, 1),
+                ("low_level_channels", low_level_channels, 1),
+            ),
+        )
         if block_multiplier > blocks:
             raise ConfigError(
                 f"AutoDeepLabNetwork: block_multiplier must be <= {blocks} (the cell's blocks), "

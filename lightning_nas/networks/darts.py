@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.genotypes import DartsGenotype, load
 from lightning_nas.ops import FactorizedReduce, Identity, ReLUConvBN, drop_path, make_op
 
@@ -183,18 +183,17 @@ class DartsNetwork(nn.Module):
             raise ConfigError(
                 f"DartsNetwork: expected a DartsGenotype or its file, got {type(genotype).__name__}"
             )
-        for name, value, low in (
-            ("num_classes", num_classes, 1),
-            ("in_channels", in_channels, 1),
-            ("C", C, 1),
-            ("layers", layers, 3),
-            ("stem_multiplier", stem_multiplier, 1),
-            ("stem_stride", stem_stride, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(
-                    f"DartsNetwork: {name} must be an integer >= {low}, got {value!r}"
-                )
+        check_min_ints(
+            "DartsNetwork",
+            (
+                ("num_classes", num_classes, 1),
+                ("in_channels", in_channels, 1),
+                ("C", C, 1),
+                ("layers", layers, 3),
+                ("stem_multiplier", stem_multiplier, 1),
+                ("stem_stride", stem_stride, 1),
+            ),
+        )
         if not 0.0 <= drop_path_prob < 1.0:
             raise ConfigError(
                 f"DartsNetwork: drop_path_prob must be in [0, 1), got {drop_path_prob}"

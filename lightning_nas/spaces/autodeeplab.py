@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.genotypes import AutoDeepLabGenotype
 from lightning_nas.ops import AUTODEEPLAB_PRIMITIVES
 from lightning_nas.spaces._viterbi import path_log_probability, viterbi_path
@@ -454,19 +454,18 @@ class AutoDeepLabSpace(SearchSpace):
         alpha_init_std: float = 1e-3,
     ) -> None:
         super().__init__()
-        for name, value, low in (
-            ("num_classes", num_classes, 1),
-            ("in_channels", in_channels, 1),
-            ("layers", layers, 1),
-            ("filter_multiplier", filter_multiplier, 1),
-            ("blocks", blocks, 1),
-            ("partial_channels", partial_channels, 1),
-            ("stem_channels", 1 if stem_channels is None else stem_channels, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(
-                    f"AutoDeepLabSpace: {name} must be an integer >= {low}, got {value!r}"
-                )
+        check_min_ints(
+            "AutoDeepLabSpace",
+            (
+                ("num_classes", num_classes, 1),
+                ("in_channels", in_channels, 1),
+                ("layers", layers, 1),
+                ("filter_multiplier", filter_multiplier, 1),
+                ("blocks", blocks, 1),
+                ("partial_channels", partial_channels, 1),
+                ("stem_channels", 1 if stem_channels is None else stem_channels, 1),
+            ),
+        )
         strides = tuple(strides)
         if (
             not strides

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.genotypes import DartsGenotype
 from lightning_nas.latency.measure import OpConfig
 from lightning_nas.latency.table import LatencyTable
@@ -165,18 +165,19 @@ class DartsSpace(SearchSpace):
         alpha_init_std: float = 1e-3,
     ) -> None:
         super().__init__()
-        for name, value, low in (
-            ("num_classes", num_classes, 1),
-            ("in_channels", in_channels, 1),
-            ("C", C, 1),
-            ("layers", layers, 3),
-            ("steps", steps, 1),
-            ("multiplier", multiplier, 1),
-            ("stem_multiplier", stem_multiplier, 1),
-            ("stem_stride", stem_stride, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"DartsSpace: {name} must be an integer >= {low}, got {value!r}")
+        check_min_ints(
+            "DartsSpace",
+            (
+                ("num_classes", num_classes, 1),
+                ("in_channels", in_channels, 1),
+                ("C", C, 1),
+                ("layers", layers, 3),
+                ("steps", steps, 1),
+                ("multiplier", multiplier, 1),
+                ("stem_multiplier", stem_multiplier, 1),
+                ("stem_stride", stem_stride, 1),
+            ),
+        )
         if multiplier > steps:
             raise ConfigError(
                 f"DartsSpace: multiplier ({multiplier}) must be <= steps ({steps}): the output "
