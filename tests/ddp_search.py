@@ -1,6 +1,7 @@
 """Run a tiny search under `strategy: ddp` on CPU (gloo); each rank saves what it ended with.
 
-Used by tests/test_ddp.py: python tests/ddp_search.py <data_root> <out_dir> <unrolled 0|1>
+Used by tests/test_ddp.py and tests/test_ddp_autodeeplab.py:
+    python tests/ddp_search.py <data_root> <out_dir> <darts|autodeeplab> <unrolled 0|1>
 """
 
 import sys
@@ -11,21 +12,34 @@ import torch
 
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.search import SearchModule
-from lightning_nas.spaces import DartsSpace
+from lightning_nas.spaces import AutoDeepLabSpace, DartsSpace
+
+SPACES = {
+    "darts": lambda: DartsSpace(
+        num_classes=6, C=4, layers=3, steps=2, multiplier=2, stem_multiplier=2
+    ),
+    "autodeeplab": lambda: AutoDeepLabSpace(num_classes=6, layers=3, filter_multiplier=2, blocks=3),
+}
 
 
 class Record(pl.Callback):
+    """Image names of epoch 0 and the number of architecture steps."""
+
     def __init__(self):
-        self.names = []
+        self.names, self.arch_steps = [], 0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.current_epoch == 0:
             self.names += list(batch["weights"]["name"]) + list(batch["arch"]["name"])
 
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.current_epoch >= module.arch_start_epoch:
+            self.arch_steps += 1
 
-def main(root: str, out: str, unrolled: bool) -> None:
+
+def main(root: str, out: str, space_name: str, unrolled: bool) -> None:
     torch.manual_seed(0)
-    space = DartsSpace(num_classes=6, C=4, layers=3, steps=2, multiplier=2, stem_multiplier=2)
+    space = SPACES[space_name]()
     initial = {k: v.detach().clone() for k, v in space.arch_parameters().items()}
     module = SearchModule(space, unrolled=unrolled)
     data = SyntheticDataModule(
@@ -45,17 +59,18 @@ def main(root: str, out: str, unrolled: bool) -> None:
         default_root_dir=out,
     )
     trainer.fit(module, data)
-    rank = trainer.global_rank
     torch.save(
         {
-            "alphas": {k: v.detach().clone() for k, v in module.arch_parameters().items()},
+            "arch": {k: v.detach().clone() for k, v in module.arch_parameters().items()},
             "initial": initial,
             "steps": trainer.global_step,
+            "arch_steps": record.arch_steps,
             "names": record.names,
+            "genotype": module.derive().to_dict(),
         },
-        Path(out) / f"rank{rank}.pt",
+        Path(out) / f"rank{trainer.global_rank}.pt",
     )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3] == "1")
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1")

@@ -16,7 +16,7 @@ def test_alphas_identical_across_ranks(tmp_path, synthetic_root, unrolled):
     root = tmp_path / "data"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
     subprocess.run(
-        [sys.executable, str(SCRIPT), str(root), str(tmp_path), "1" if unrolled else "0"],
+        [sys.executable, str(SCRIPT), str(root), str(tmp_path), "darts", "1" if unrolled else "0"],
         check=True,
         env=env,
         cwd=tmp_path,
@@ -27,6 +27,6 @@ def test_alphas_identical_across_ranks(tmp_path, synthetic_root, unrolled):
     # 32 images -> trainA/trainB 16 each -> 8 per rank -> 4 batches of 2 per epoch, 2 epochs
     assert r0["steps"] == r1["steps"] == 2 * 4 * 2  # two optimizer steps per batch
     assert len(r0["names"]) == 16 and set(r0["names"]).isdisjoint(r1["names"])  # epoch 0 shards
-    for name, value in r0["alphas"].items():
-        assert torch.equal(value, r1["alphas"][name]), name
+    for name, value in r0["arch"].items():
+        assert torch.equal(value, r1["arch"][name]), name
         assert not torch.equal(value, r0["initial"][name]), f"{name} never moved"

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-SCRIPT = Path(__file__).with_name("ddp_autodeeplab.py")
+SCRIPT = Path(__file__).with_name("ddp_search.py")
 
 
 def test_alphas_and_betas_identical_across_ranks(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
     subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "data"), str(tmp_path)],
+        [sys.executable, str(SCRIPT), str(tmp_path / "data"), str(tmp_path), "autodeeplab", "0"],
         check=True,
         env=env,
         cwd=tmp_path,
