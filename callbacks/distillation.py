@@ -119,6 +119,9 @@ class Distillation(LossTerm):
         weight: Weight of the term (FasterSeg: 1).
         temperature: Softmax temperature T (the term is multiplied by T²).
         ignore_index: Label value whose pixels are excluded; ``None``: every pixel counts.
+        phases: The search losses the term is added to: ``["weight"]`` (default; retraining
+            has only this one) and/or ``"arch"`` (FasterSeg's co-search distils into the
+            student's architecture loss too).
 
     Raises:
         ConfigError: If the arguments are inconsistent or out of range (at construction), or the
@@ -140,6 +143,7 @@ class Distillation(LossTerm):
         weight: float = 1.0,
         temperature: float = 1.0,
         ignore_index: int | None = 255,
+        phases: tuple[str, ...] = ("weight",),
     ) -> None:
         if teacher_weights is not None and teacher is None:
             raise ConfigError("Distillation: teacher_weights needs the teacher network (teacher)")
@@ -149,6 +153,13 @@ class Distillation(LossTerm):
             raise ConfigError(f"Distillation: weight must be >= 0, got {weight!r}")
         if not temperature > 0:
             raise ConfigError(f"Distillation: temperature must be > 0, got {temperature!r}")
+        phases = tuple(phases)
+        if not phases or any(p not in ("weight", "arch") for p in phases):
+            raise ConfigError(
+                "Distillation: phases must be a non-empty list of 'weight' / 'arch', got "
+                f"{phases!r}"
+            )
+        self.phases = phases
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_weights = teacher_weights
         self.weight = float(weight)
@@ -226,6 +237,17 @@ class Distillation(LossTerm):
     def weight_loss(
         self, module: pl.LightningModule, logits: torch.Tensor, batch: dict[str, Any]
     ) -> torch.Tensor | None:
+        return self._term(module, logits, batch) if "weight" in self.phases else None
+
+    @override
+    def arch_loss(
+        self, module: pl.LightningModule, logits: torch.Tensor, batch: dict[str, Any]
+    ) -> torch.Tensor | None:
+        return self._term(module, logits, batch) if "arch" in self.phases else None
+
+    def _term(
+        self, module: pl.LightningModule, logits: torch.Tensor, batch: dict[str, Any]
+    ) -> torch.Tensor:
         teacher = self.teacher_logits(module, batch["image"])
         if teacher.shape[-2:] != logits.shape[-2:]:
             teacher = F.interpolate(

@@ -28,9 +28,11 @@ class GenotypeWriter(Callback):
     """Write ``genotype_epoch=NNN.yaml`` and ``genotype.yaml`` (the latest) each epoch.
 
     The module must have a ``derive()`` method returning a
-    :class:`~lightning_nas.genotypes.Genotype`. Files go to ``dirpath`` or, by default, beside
-    the checkpoints (the log directory when there is no checkpoint callback). Only rank 0
-    writes. At the end of fit the final genotype is printed.
+    :class:`~lightning_nas.genotypes.Genotype`; if it also has ``extra_genotypes()`` (a dict
+    of name → genotype, e.g. FasterSeg's ``{"teacher": ...}``) each is written as
+    ``genotype_<name>.yaml`` and ``genotype_<name>_epoch=NNN.yaml``. Files go to ``dirpath``
+    or, by default, beside the checkpoints (the log directory when there is no checkpoint
+    callback). Only rank 0 writes. At the end of fit the final genotype is printed.
 
     Args:
         dirpath: directory for the genotype files (default: the checkpoint directory).
@@ -52,10 +54,15 @@ class GenotypeWriter(Callback):
         out = self._dir(trainer)  # on every rank: trainer.log_dir is a collective call under DDP
         if not trainer.is_global_zero:
             return
-        genotype = pl_module.derive()
+        found = {"": pl_module.derive()}
+        extra = getattr(pl_module, "extra_genotypes", None)
+        if callable(extra):
+            found.update({f"_{name}": g for name, g in extra().items()})
         out.mkdir(parents=True, exist_ok=True)
-        genotypes.save(genotype, out / f"genotype_epoch={trainer.current_epoch:03d}.yaml")
-        genotypes.save(genotype, out / "genotype.yaml")
+        epoch = trainer.current_epoch
+        for suffix, genotype in found.items():
+            genotypes.save(genotype, out / f"genotype{suffix}_epoch={epoch:03d}.yaml")
+            genotypes.save(genotype, out / f"genotype{suffix}.yaml")
         self.last_path = out / "genotype.yaml"
 
     @override

@@ -180,6 +180,10 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         """Pixel-wise cross-entropy, ``ignore_index`` ignored."""
         return F.cross_entropy(logits, mask.long(), ignore_index=self.ignore_index)
 
+    def extra_genotypes(self) -> dict[str, Genotype]:
+        """The space's further derived architectures (e.g. FasterSeg's teacher), by name."""
+        return self.space.extra_genotypes()
+
     # ----------------------------------------------------------------- optimizers
     def configure_optimizers(self) -> Any:
         weights = self.weight_parameters()
@@ -274,8 +278,10 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
     def _loss_with_terms(
         self, batch: dict[str, Any], phase: str
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits = self.space(batch["image"])
-        loss = self.loss(logits, batch["mask"])
+        self.space.set_phase(phase)
+        output = self.space(batch["image"])
+        loss = self.space.search_loss(output, batch["mask"], self.ignore_index)
+        logits = self.space.output_logits(output)
         terms = collect_terms(self.trainer.callbacks, phase, self, logits, batch)
         total = loss + sum(terms.values()) if terms else loss
         return total, {"task": loss, **terms}

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_nas.genotypes import Genotype
@@ -31,8 +32,13 @@ class SearchSpace(nn.Module, ABC):
     num_classes: int
 
     @abstractmethod
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return per-pixel logits of shape ``(N, num_classes, H, W)`` at the input size."""
+    def forward(self, x: torch.Tensor) -> Any:
+        """Per-pixel logits ``(N, num_classes, H, W)`` at the input size.
+
+        In training mode a space may return any structure instead (e.g. several predictions
+        of several sampled sub-networks) if it overrides :meth:`search_loss` and
+        :meth:`output_logits`; in eval mode it must return the logits tensor.
+        """
 
     @abstractmethod
     def arch_parameters(self) -> dict[str, nn.Parameter]:
@@ -41,6 +47,31 @@ class SearchSpace(nn.Module, ABC):
     @abstractmethod
     def derive(self) -> Genotype:
         """The discrete architecture the current architecture parameters encode."""
+
+    # ----------------------------------------------------------------- training protocol
+    def set_phase(self, phase: str) -> None:
+        """Called by the search before each loss: ``"weight"`` (trainA) or ``"arch"`` (trainB).
+
+        Default: ignored. A space whose training forward differs between the two steps (e.g.
+        FasterSeg trains several widths per weight step, one sampled width per architecture
+        step) records it here.
+        """
+
+    def search_loss(self, output: Any, mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        """The task loss of a training-mode ``forward`` output (default: pixel-wise CE)."""
+        return F.cross_entropy(output, mask.long(), ignore_index=ignore_index)
+
+    def output_logits(self, output: Any) -> torch.Tensor:
+        """The logits loss-term callbacks see for a training-mode output (default: itself)."""
+        return output
+
+    def extra_genotypes(self) -> dict[str, Genotype]:
+        """Further derived architectures to write beside :meth:`derive`'s, by name.
+
+        Default: none. FasterSeg's co-search also derives its teacher (``"teacher"``), which
+        ``callbacks.GenotypeWriter`` writes as ``genotype_teacher.yaml``.
+        """
+        return {}
 
     def weight_parameters(self) -> Iterator[nn.Parameter]:
         """Every parameter that is not an architecture parameter."""
