@@ -1,7 +1,8 @@
-r"""How well does the latency table predict end-to-end latency of derived DARTS networks?
+r"""How well does the latency table predict end-to-end latency of derived networks?
 
-Builds a latency table for a DARTS space, samples N random architectures (random α → DARTS
-derivation), builds each discrete network, measures it end to end with the same timing routine
+Builds a latency table for a search space (``--space darts`` or ``fasterseg``), samples N random
+architectures (random architecture parameters → the space's derivation), builds each discrete
+network, measures it end to end with the same timing routine
 as the table entries, and compares with the table estimate (the sum of the derived network's op
 latencies + the fixed parts). Prints one line per network, Pearson r (and Spearman ρ) between
 estimate and measurement, and the mean estimate/measured ratio (the part of the network's cost
@@ -12,6 +13,8 @@ Entries and networks are timed in interleaved rounds; on a busy machine use ``--
         --rounds 5 --stat min
     .venv/bin/python benchmarks/latency_correlation.py --device cuda --C 16 --layers 8 \
         --size 256 512
+    .venv/bin/python benchmarks/latency_correlation.py --space fasterseg --num 30 --Fch 4 \
+        --layers 16 --size 256 512 --rounds 3 --stat min
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import torch
 
 from lightning_nas.latency import LatencyTable, OpTimer, measure_module
 from lightning_nas.networks.darts import DartsNetwork
+from lightning_nas.networks.fasterseg import FasterSegNetwork
 from lightning_nas.spaces.darts import DartsSpace
+from lightning_nas.spaces.fasterseg import FasterSegSpace
 
 
 def pearson(x: list[float], y: list[float]) -> float:
@@ -45,9 +50,11 @@ def ranks(x: list[float]) -> list[float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--space", choices=("darts", "fasterseg"), default="darts")
     p.add_argument("--num", type=int, default=20, help="sampled architectures")
-    p.add_argument("--C", type=int, default=8)
-    p.add_argument("--layers", type=int, default=5)
+    p.add_argument("--C", type=int, default=8, help="DARTS: initial channels")
+    p.add_argument("--Fch", type=int, default=4, help="FasterSeg: base channels (release: 12)")
+    p.add_argument("--layers", type=int, default=None, help="default: 5 (DARTS), 16 (FasterSeg)")
     p.add_argument("--num-classes", type=int, default=19)
     p.add_argument("--size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"))
     p.add_argument("--device", default="cpu")
@@ -68,8 +75,37 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     size = tuple(args.size)
-    macro = {"num_classes": args.num_classes, "C": args.C, "layers": args.layers}
-    space = DartsSpace(**macro)
+    if args.space == "darts":
+        macro = {"num_classes": args.num_classes, "C": args.C, "layers": args.layers or 5}
+        space = DartsSpace(**macro)
+
+        def network(genotype):  # noqa: ANN001, ANN202
+            return DartsNetwork(genotype, **macro)
+
+        def describe(genotype):  # noqa: ANN001, ANN202
+            return ",".join(
+                op.replace("_conv", "").replace("_3x3", "3").replace("_5x5", "5")
+                for op, _ in genotype.normal
+            )
+    else:
+        macro = {"num_classes": args.num_classes, "Fch": args.Fch}
+        space = FasterSegSpace(layers=args.layers or 16, teacher=False, **macro)
+
+        def network(genotype):  # noqa: ANN001, ANN202
+            return FasterSegNetwork(genotype, aux_heads=False, **macro)
+
+        def describe(genotype):  # noqa: ANN001, ANN202
+            short = {
+                "skip": "s",
+                "conv": "c",
+                "conv_downup": "z",
+                "conv_2x": "C",
+                "conv_2x_downup": "Z",
+            }
+            return " | ".join(
+                "".join(short[o] for o in ops) + " w" + ",".join(map(str, w))
+                for ops, w in zip(genotype.ops, genotype.widths)
+            )
 
     aggregate = statistics.median if args.stat == "median" else min
     timer = OpTimer(device, warmup=args.warmup, repeats=args.repeats)
@@ -97,7 +133,7 @@ def main() -> None:
         genotype = space.derive()
         genotypes.append(genotype)
         estimates.append(space.derived_latency(table, genotype))
-        nets.append(DartsNetwork(genotype, **macro).to(device).eval())
+        nets.append(network(genotype).to(device).eval())
     # interleaved rounds: a burst of load from other processes hits every network alike
     rounds: list[list[float]] = [[] for _ in nets]
     for _ in range(args.rounds):
@@ -105,19 +141,15 @@ def main() -> None:
             rounds[i].append(measure_module(net, [x], warmup=args.warmup, repeats=args.repeats))
     measured = [aggregate(r) for r in rounds]
 
-    print(f"{'#':>3} {'estimate ms':>12} {'measured ms':>12} {'ratio':>6}  normal-cell ops")
+    print(f"{'#':>3} {'estimate ms':>12} {'measured ms':>12} {'ratio':>6}  architecture")
     for n, (genotype, est, ms) in enumerate(zip(genotypes, estimates, measured)):
-        ops = ",".join(
-            op.replace("_conv", "").replace("_3x3", "3").replace("_5x5", "5")
-            for op, _ in genotype.normal
-        )
-        print(f"{n:>3} {est:12.3f} {ms:12.3f} {est / ms:6.2f}  {ops}")
+        print(f"{n:>3} {est:12.3f} {ms:12.3f} {est / ms:6.2f}  {describe(genotype)}")
 
     r = pearson(estimates, measured)
     rho = pearson(ranks(estimates), ranks(measured))
     ratio = statistics.fmean(e / m for e, m in zip(estimates, measured))
     print(
-        f"\nN={args.num} C={args.C} layers={args.layers} input={size[0]}x{size[1]} "
+        f"\n{args.space}: N={args.num} {macro} layers={space.layers} input={size[0]}x{size[1]} "
         f"device={table.device_name}, {args.stat} of {args.rounds} rounds: Pearson r = {r:.3f}, "
         f"Spearman rho = {rho:.3f}, mean estimate/measured = {ratio:.2f}"
     )

@@ -1,7 +1,7 @@
 """Run a tiny search under `strategy: ddp` on CPU (gloo); each rank saves what it ended with.
 
-Used by tests/test_ddp.py and tests/test_ddp_autodeeplab.py:
-    python tests/ddp_search.py <data_root> <out_dir> <darts|autodeeplab> <unrolled 0|1>
+Used by tests/test_ddp.py, tests/test_ddp_autodeeplab.py and tests/test_ddp_fasterseg.py:
+    python tests/ddp_search.py <data_root> <out_dir> <darts|autodeeplab|fasterseg> <unrolled 0|1>
 """
 
 import sys
@@ -13,12 +13,14 @@ import torch
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.search import SearchModule
 from lightning_nas.spaces import AutoDeepLabSpace, DartsSpace
+from lightning_nas.spaces.fasterseg import FasterSegSpace
 
 SPACES = {
     "darts": lambda: DartsSpace(
         num_classes=6, C=4, layers=3, steps=2, multiplier=2, stem_multiplier=2
     ),
     "autodeeplab": lambda: AutoDeepLabSpace(num_classes=6, layers=3, filter_multiplier=2, blocks=3),
+    "fasterseg": lambda: FasterSegSpace(num_classes=6, layers=8, Fch=1, widths=(6, 12)),
 }
 
 
@@ -26,13 +28,14 @@ class Record(pl.Callback):
     """Image names of epoch 0 and the number of architecture steps."""
 
     def __init__(self):
-        self.names, self.arch_steps = [], 0
+        self.names, self.arch_steps, self.samples = [], 0, []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.current_epoch == 0:
             self.names += list(batch["weights"]["name"]) + list(batch["arch"]["name"])
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.samples.append(getattr(module.space, "last_sample", None))
         if trainer.current_epoch >= module.arch_start_epoch:
             self.arch_steps += 1
 
@@ -66,7 +69,9 @@ def main(root: str, out: str, space_name: str, unrolled: bool) -> None:
             "steps": trainer.global_step,
             "arch_steps": record.arch_steps,
             "names": record.names,
+            "samples": record.samples,
             "genotype": module.derive().to_dict(),
+            "buffers": {k: v.clone() for k, v in module.space.named_buffers()},
         },
         Path(out) / f"rank{trainer.global_rank}.pt",
     )

@@ -41,6 +41,15 @@ from lightning_nas.ops import (
     make_autodeeplab_op,
     make_op,
 )
+from lightning_nas.ops_fasterseg import (
+    FASTERSEG_PRIMITIVES,
+    ConvNorm,
+    Head,
+    UpsampleConcat,
+    make_fasterseg_op,
+    make_fasterseg_stem,
+    stem_channels,
+)
 
 __all__ = [
     "BLOCKS",
@@ -159,12 +168,13 @@ class _Concat(nn.Module):
 
 
 class _Resize(nn.Module):
-    def __init__(self, size: tuple[int, int]) -> None:
+    def __init__(self, size: tuple[int, int], align_corners: bool = False) -> None:
         super().__init__()
         self.size = size
+        self.align_corners = align_corners
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=self.align_corners)
 
 
 def _ceil_div(n: int, d: int) -> int:
@@ -199,6 +209,37 @@ def _same_channels(c: OpConfig, what: str) -> None:
         raise ValueError(f"{c.key}: {what} has C_in == C_out")
 
 
+_FASTERSEG_OPS = tuple(f"fs_{p}" for p in FASTERSEG_PRIMITIVES)
+
+
+def _fasterseg_block(c: OpConfig) -> tuple[nn.Module, list[tuple[int, int, int]]]:
+    """The FasterSeg network pieces (``fs_*``) of :func:`build_op`."""
+    shape = (c.C_in, c.H, c.W)
+    low = (c.C_in, _ceil_div(c.H, c.stride), _ceil_div(c.W, c.stride))
+    if c.op in _FASTERSEG_OPS:
+        return make_fasterseg_op(c.op.removeprefix("fs_"), c.C_in, c.C_out, c.stride), [shape]
+    if c.op == "fs_stem":
+        if c.stride != 8:
+            raise ValueError(f"{c.key}: fs_stem has stride 8")
+        channels = stem_channels(1, c.C_out / 8 if c.expansion is None else c.expansion)
+        if channels[2] != c.C_out:
+            raise ValueError(
+                f"{c.key}: the stem of width unit {c.expansion} outputs {channels[2]} channels"
+            )
+        return make_fasterseg_stem(c.C_in, channels), [shape]
+    if c.op in ("fs_convnorm1x1", "fs_convnorm3x3"):
+        return ConvNorm(c.C_in, c.C_out, int(c.op[-1]), c.stride), [shape]
+    if c.op == "fs_head":
+        return Head(c.C_in, c.C_out), [shape]
+    if c.op == "fs_up2_concat":
+        if c.C_out <= c.C_in:
+            raise ValueError(f"{c.key}: fs_up2_concat needs C_out > C_in (C_out - C_in: skip)")
+        return UpsampleConcat(), [low, (c.C_out - c.C_in, c.H, c.W)]
+    # fs_upsample
+    _same_channels(c, "fs_upsample")
+    return _Resize((c.H, c.W), align_corners=True), [low]
+
+
 BLOCKS: dict[str, str] = {
     "conv3x3_bn": "Conv 3×3 (stride, no bias) → BN — the DARTS stem",
     "relu_conv1x1_bn": "ReLU → Conv 1×1 (stride) → BN — a DARTS cell preprocess",
@@ -207,6 +248,14 @@ BLOCKS: dict[str, str] = {
     "bilinear_upsample": "bilinear resize from ceil(H/stride)×ceil(W/stride) to H×W",
     "add": "elementwise sum of two (C_in, H, W) tensors",
     "concat": "channel concat of C_out // C_in tensors of (C_in, H, W)",
+    "fs_stem": "FasterSeg stem (stride 8) to C_out channels (width unit Fch·r: expansion, "
+    "default C_out / 8)",
+    "fs_convnorm1x1": "Conv 1×1 (stride, no bias) → BN → ReLU — FasterSeg head",
+    "fs_convnorm3x3": "Conv 3×3 (stride, no bias) → BN → ReLU — FasterSeg head",
+    "fs_up2_concat": "bilinear resize of (C_in, ceil(H/stride), ceil(W/stride)) to H×W, concat "
+    "with a (C_out - C_in, H, W) skip — FasterSeg head",
+    "fs_head": "FasterSeg Head: ConvNorm 3×3 → Conv 1×1 with bias to C_out classes",
+    "fs_upsample": "bilinear resize (align_corners) from ceil(H/stride)×ceil(W/stride) to H×W",
 }
 """The building blocks :func:`build_op` knows besides the candidate operations."""
 
@@ -217,8 +266,12 @@ def build_op(config: OpConfig) -> tuple[nn.Module, list[tuple[int, int, int]]]:
     Known names: every :data:`~lightning_nas.ops.DARTS_PRIMITIVES` and
     :data:`~lightning_nas.ops.AUTODEEPLAB_PRIMITIVES` operation except ``none`` (``C_in ==
     C_out``, built by :func:`~lightning_nas.ops.make_op` with affine BatchNorm, as in a derived
-    network; pools bare), and the blocks of :data:`BLOCKS`. ``H``/``W`` are the input size, except
-    for ``bilinear_upsample`` where they are the output size and ``stride`` the upsampling factor.
+    network; pools bare), ``fs_<op>`` for every
+    :data:`~lightning_nas.ops_fasterseg.FASTERSEG_PRIMITIVES` operator (the fixed operator of
+    :func:`~lightning_nas.ops_fasterseg.make_fasterseg_op`, ``C_in → C_out``), and the blocks of
+    :data:`BLOCKS`. ``H``/``W`` are the input size, except for ``bilinear_upsample``,
+    ``fs_upsample`` and ``fs_up2_concat`` where they are the output size and ``stride`` the
+    upsampling factor.
 
     Raises:
         ValueError: If the name is unknown or the configuration does not fit the operation.
@@ -254,7 +307,11 @@ def build_op(config: OpConfig) -> tuple[nn.Module, list[tuple[int, int, int]]]:
         if c.C_out % c.C_in != 0:
             raise ValueError(f"{c.key}: concat needs C_out to be a multiple of C_in")
         return _Concat(), [shape] * (c.C_out // c.C_in)
-    known = sorted({*DARTS_PRIMITIVES, *AUTODEEPLAB_PRIMITIVES, *BLOCKS} - {"none"})
+    if c.op.startswith("fs_") and (c.op in _FASTERSEG_OPS or c.op in BLOCKS):
+        return _fasterseg_block(c)
+    known = sorted(
+        {*DARTS_PRIMITIVES, *AUTODEEPLAB_PRIMITIVES, *BLOCKS, *_FASTERSEG_OPS} - {"none"}
+    )
     raise ValueError(f"{c.key}: unknown op {c.op!r}; known: {', '.join(known)}")
 
 

@@ -2,5 +2,12 @@
 
 from lightning_nas.networks.autodeeplab import AutoDeepLabCell, AutoDeepLabNetwork
 from lightning_nas.networks.darts import DartsCell, DartsNetwork
+from lightning_nas.networks.fasterseg import FasterSegNetwork
 
-__all__ = ["AutoDeepLabCell", "AutoDeepLabNetwork", "DartsCell", "DartsNetwork"]
+__all__ = [
+    "AutoDeepLabCell",
+    "AutoDeepLabNetwork",
+    "DartsCell",
+    "DartsNetwork",
+    "FasterSegNetwork",
+]

@@ -3,6 +3,7 @@
 from lightning_nas.spaces.autodeeplab import AutoDeepLabSpace
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.spaces.darts import DartsSpace
+from lightning_nas.spaces.fasterseg import FasterSegSpace
 
 __all__ = ["DartsSpace", "SearchSpace"]
-__all__ += ["AutoDeepLabSpace"]
+__all__ += ["AutoDeepLabSpace", "FasterSegSpace"]

@@ -1,0 +1,310 @@
+"""The FasterSeg supernet: layout, width sampling, passes, losses, derivation, latency."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_nas import genotypes
+from lightning_nas.errors import ConfigError
+from lightning_nas.spaces.fasterseg import FasterSegOutput, FasterSegSpace
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASED = ROOT.parent / "shared" / "data" / "fasterseg_released_arch_params.json"
+PUBLISHED = ROOT / "experiments" / "genotypes" / "fasterseg_cityscapes.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _space(**kwargs) -> FasterSegSpace:
+    args = {"num_classes": 3, "layers": 8, "Fch": 1, "widths": (6, 12)}
+    args.update(kwargs)
+    torch.manual_seed(0)
+    return FasterSegSpace(**args)
+
+
+def _batch(n: int = 2, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, size, size, generator=gen), torch.randint(
+        0, 3, (n, size, size), generator=gen
+    )
+
+
+def test_arch_parameters_have_the_release_layout() -> None:
+    space = FasterSegSpace(num_classes=19, layers=16, Fch=1)
+    shapes = {k: tuple(v.shape) for k, v in space.arch_parameters().items()}
+    for s in ("teacher", "student"):
+        assert shapes[f"alpha_{s}_0"] == (16, 5)
+        assert shapes[f"alpha_{s}_1"] == (15, 5)
+        assert shapes[f"alpha_{s}_2"] == (14, 5)
+        assert shapes[f"beta_{s}_1"] == (14, 2)
+        assert shapes[f"beta_{s}_2"] == (13, 2)
+    assert shapes["ratio_student_0"] == shapes["ratio_student_1"] == (15, 5)
+    assert shapes["ratio_student_2"] == (14, 5)
+    assert "ratio_teacher_0" not in shapes
+    assert all(
+        float(v.detach().sum()) == pytest.approx(1e-3 * v.numel())
+        for v in space.arch_parameters().values()
+    )
+    weights = {id(p) for p in space.weight_parameters()}
+    assert not weights & {id(p) for p in space.arch_parameters().values()}
+    rows, cols = space.arch_labels()["alpha_student_1"]
+    assert rows[0] == "layer 1" and cols[0] == "skip" and len(rows) == 15
+
+
+def test_released_tensors_derive_the_published_student_and_teacher() -> None:
+    space = FasterSegSpace(num_classes=19, layers=16, Fch=1)
+    space.load_released(RELEASED)
+    assert space.selected_lasts() == (2, 1)
+    assert space.derive() == genotypes.load(PUBLISHED)
+    teacher = space.extra_genotypes()["teacher"]
+    assert teacher.stem_head_width == (12, 12) and "skip" not in sum(teacher.ops, ())
+    with pytest.raises(ConfigError, match="ratio_0"):
+        FasterSegSpace(num_classes=19, layers=16, Fch=1, widths=(6, 12)).load_released(RELEASED)
+    with pytest.raises(ConfigError, match="not found"):
+        space.load_released(ROOT / "missing.json")
+
+
+def test_weight_and_arch_phases_run_the_documented_passes() -> None:
+    space = _space()
+    x, mask = _batch()
+    space.train()
+    out = space(x)
+    assert isinstance(out, FasterSegOutput)
+    assert [name for name, _ in out.passes] == [
+        "teacher",
+        "student/sampled",
+        "student/max",
+        "student/min",
+    ]
+    assert all(set(p) == {"8", "16", "32", "32+8", "32+16"} for _, p in out.passes)
+    assert out.student.shape == (2, 3, 4, 4)  # 1/8 resolution
+    loss = space.search_loss(out, mask, 255)
+    assert loss.item() == pytest.approx(
+        sum(
+            torch.nn.functional.cross_entropy(
+                p,
+                torch.nn.functional.interpolate(mask[:, None].float(), size=(4, 4), mode="nearest")[
+                    :, 0
+                ].long(),
+            ).item()
+            for _, preds in out.passes
+            for p in preds.values()
+        ),
+        rel=1e-5,
+    )
+    space.set_phase("arch")
+    out = space(x)
+    assert [name for name, _ in out.passes] == ["teacher", "student/sampled"]
+    space.search_loss(out, mask, 255).backward()
+    grads = {k: v.grad for k, v in space.arch_parameters().items()}
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads.values()), [
+        k for k, g in grads.items() if g is None or float(g.abs().sum()) == 0
+    ]
+    with pytest.raises(ValueError, match="phase"):
+        space.set_phase("test")
+
+
+def test_no_teacher_and_no_sandwich() -> None:
+    space = _space(teacher=False, sandwich=False)
+    assert not any("teacher" in k for k in space.arch_parameters())
+    space.train()
+    out = space(_batch()[0])
+    assert [name for name, _ in out.passes] == ["student/sampled"] and out.teacher is None
+    assert space.extra_genotypes() == {}
+    with pytest.raises(ConfigError, match="teacher"):
+        space.teacher_logits(_batch()[0])
+
+
+def test_width_samples_are_seeded_counted_and_identical_across_replicas() -> None:
+    a, b, c = _space(), _space(), _space(sample_seed=7)
+    draws = []
+    for space in (a, b, c):
+        plans = [space._width_plan("student", "gumbel") for _ in range(4)]
+        draws.append([plan[j][0].tolist() for plan in plans for j in range(3)])
+    assert draws[0] == draws[1]  # two "ranks" with the same seed and step: same widths
+    assert draws[0] != draws[2]
+    assert int(a.sample_step) == 4 and "sample_step" in a.state_dict()
+    # a replica resumed from a's state draws what a draws next
+    resumed = _space()
+    resumed.load_state_dict(a.state_dict())
+    assert (
+        resumed._width_plan("student", "gumbel")[0][0].tolist()
+        == a._width_plan("student", "gumbel")[0][0].tolist()
+    )
+    # straight-through: hard widths, gradient to γ through the soft scores
+    index, scores = _space()._width_plan("student", "gumbel")[0]
+    assert torch.allclose(scores, torch.ones_like(scores)) and scores.requires_grad
+
+
+def test_sampled_width_slices_the_super_kernel() -> None:
+    space = _space()
+    space.train()
+    x = _batch()[0]
+    seen = {}
+
+    def hook(module, args, output):
+        seen.setdefault(module, []).append(output.shape[1])
+
+    op = space.cells["2_0"]["keep"].ops[1]  # 'conv' of the 1/8 cell of layer 2
+    handle = op.register_forward_hook(hook)
+    space.set_phase("weight")
+    space(x)
+    handle.remove()
+    channels = seen[op]
+    # teacher (full 8), sampled, max (8), min (round(8·6/12) = 4)
+    assert channels[0] == 8 and channels[2] == 8 and channels[3] == 4 and channels[1] in (4, 8)
+
+
+def test_eval_forward_is_deterministic_logits_at_input_size() -> None:
+    space = _space()
+    space.eval()
+    x = _batch(size=36)[0]
+    with torch.no_grad():
+        y1, y2 = space(x), space(x)
+    assert y1.shape == (2, 3, 36, 36) and torch.equal(y1, y2)
+    assert int(space.sample_step) == 0  # eval draws nothing
+
+
+def test_teacher_logits_reuse_the_step_forward() -> None:
+    space = _space()
+    space.train()
+    x = _batch()[0]
+    out = space(x)
+    assert space.teacher_logits(x) is out.teacher and not out.teacher.requires_grad
+    other = space.teacher_logits(x.clone())
+    assert other.shape == out.teacher.shape
+
+
+def test_selected_lasts_from_recorded_scores() -> None:
+    space = _space()
+    assert space.selected_lasts() == (2, 1)
+    space.record_branch_scores({(2, 0): 0.5, (2, 1): 0.5}, {(2, 0): 5.0, (2, 1): 9.0})
+    assert space.selected_lasts() == (2, 0)
+    assert space.derive().paths[1][-1] == 0
+    assert _space(lasts=(2, 0)).selected_lasts() == (2, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"layers": 7}, "layers"),
+        ({"widths": (4, 13)}, "widths"),
+        ({"widths": (4, 4)}, "widths"),
+        ({"lasts": (1, 0)}, "lasts"),
+        ({"student_stem_head_width": (8, 0)}, "student_stem_head_width"),
+        ({"gumbel_tau": 0.0}, "gumbel_tau"),
+    ],
+)
+def test_bad_arguments_name_the_key(kwargs, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _space(**kwargs)
+
+
+# ----------------------------------------------------------------------------- latency
+def _fake_table(space: FasterSegSpace, size=(32, 48)):
+    from lightning_nas.latency import LatencyTable
+
+    gen = torch.Generator().manual_seed(5)
+    configs = space.latency_configs(size)
+    entries = {c.key: float(torch.rand((), generator=gen)) + 0.01 for c in configs}
+    return LatencyTable(entries, "cpu", "fake", "float32", size)
+
+
+def _one_hot(space: FasterSegSpace, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in space.arch_parameters().values():
+            hot = torch.randint(p.shape[1], (p.shape[0],), generator=gen)
+            p.copy_(torch.nn.functional.one_hot(hot, p.shape[1]) * 200.0 - 100.0)
+
+
+def _path_sum(space: FasterSegSpace, table, size, last: int) -> float:
+    """Table sum of the one-hot student's ops along the path ending at scale ``last``."""
+    from lightning_nas.latency import OpConfig
+    from lightning_nas.ops_fasterseg import FASTERSEG_PRIMITIVES
+
+    sizes = space._sizes(size)
+    top = space.layers - 1
+
+    def arg(name, row):
+        return int(getattr(space, name)[row].argmax())
+
+    def channels(li, j):
+        if li == -1:
+            return space._channels(0, space.stem_head["student"][0])
+        if li == top:
+            return space._channels(j, space.stem_head["student"][1])
+        return space._channels(j, space.widths[arg(f"ratio_student_{j}", li - 1 if j == 2 else li)])
+
+    total, li, j, target = 0.0, top, last, "keep"
+    while li >= 0:
+        op = FASTERSEG_PRIMITIVES[arg(f"alpha_student_{j}", li - j)]
+        out_j = j if target == "keep" else j + 1
+        stride = 1 if target == "keep" else 2
+        total += table[
+            OpConfig(f"fs_{op}", channels(li - 1, j), channels(li, out_j), *sizes[j], stride=stride)
+        ]
+        # where did this cell's input come from?
+        if li == 0:
+            break
+        if j == 0 or (li > j and arg(f"beta_student_{j}", li - j - 1) == 1):
+            li, target = li - 1, "keep"
+        else:
+            li, j, target = li - 1, j - 1, "down"
+    return total
+
+
+def test_expected_latency_of_a_one_hot_student_is_the_table_sum() -> None:
+    space = _space(widths=(4, 8, 12))
+    size = (32, 48)
+    table = _fake_table(space, size)
+    for seed in range(3):
+        _one_hot(space, seed)
+        expected = float(space.expected_latency(table).detach())
+        stem = table[space._stem_config(size)]
+        paths = [_path_sum(space, table, size, last) for last in range(3)]
+        assert expected == pytest.approx(stem + paths[2] + 0.5 * (paths[0] + paths[1]), rel=1e-5)
+        assert set(space.latency_components(table)) == {"operators", "strides", "expansion"}
+
+
+def test_latency_components_differentiate_their_own_decision_only() -> None:
+    space = _space(widths=(4, 8, 12))
+    table = _fake_table(space)
+    owners = {"operators": "alpha_student", "strides": "beta_student", "expansion": "ratio_student"}
+    for name, value in space.latency_components(table).items():
+        space.zero_grad()
+        value.backward()
+        for key, p in space.arch_parameters().items():
+            moved = p.grad is not None and float(p.grad.abs().sum()) > 0
+            assert moved == key.startswith(owners[name]), (name, key)
+    space.zero_grad()
+    space.expected_latency(table).backward()
+    assert all(
+        float(p.grad.abs().sum()) > 0 for k, p in space.arch_parameters().items() if "student" in k
+    )
+
+
+def test_table_covers_every_derivable_student() -> None:
+    from lightning_nas.networks.fasterseg import fasterseg_latency_configs
+
+    space = _space(widths=(4, 8, 12))
+    size = (32, 48)
+    table = _fake_table(space, size)
+    gen = torch.Generator().manual_seed(0)
+    for lasts in ((2, 1), (2, 0)):
+        space.lasts = lasts
+        for _ in range(5):
+            with torch.no_grad():
+                for p in space.arch_parameters().values():
+                    p.copy_(3 * torch.randn(p.shape, generator=gen))
+            g = space.derive()
+            configs = fasterseg_latency_configs(g, space.num_classes, size, space.Fch)
+            table.require(configs)  # raises on a missing entry
+            assert space.derived_latency(table) == pytest.approx(table.total(configs))

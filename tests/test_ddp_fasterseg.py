@@ -1,0 +1,37 @@
+"""Under 2-process DDP (gloo, CPU) FasterSeg samples the same widths on every rank, so its α, β
+and γ stay bit-identical."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).with_name("ddp_search.py")
+
+
+def test_samples_and_architecture_identical_across_ranks(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
+    subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "data"), str(tmp_path), "fasterseg", "0"],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    assert r0["arch_steps"] == r1["arch_steps"] == 8
+    assert {k.rsplit("_", 1)[0] for k in r0["arch"]} == {
+        "alpha_teacher", "beta_teacher", "alpha_student", "beta_student", "ratio_student"
+    }  # fmt: skip
+    for name, value in r0["arch"].items():
+        assert torch.equal(value, r1["arch"][name]), name
+        assert not torch.equal(value, r0["initial"][name]), f"{name} never moved"
+    # every forward draws (the counter is a buffer, so it is also what DDP broadcasts)
+    assert int(r0["buffers"]["sample_step"]) == int(r1["buffers"]["sample_step"]) > 0
+    assert r0["genotype"] == r1["genotype"]
+    # the widths sampled at each step are the same on both ranks, and do vary over steps
+    assert len(r0["samples"]) == 8 and r0["samples"] == r1["samples"]  # 4 steps × 2 epochs
+    assert len({str(s) for s in r0["samples"]}) > 1
