@@ -123,6 +123,7 @@ _SUBCOMMANDS = ("fit", "validate", "test", "predict")
 _TOOLS: dict[str, tuple[str, str]] = {
     "summary": ("lightning_nas.summary", "summary_main"),
     "latency": ("lightning_nas.latency.cli", "latency_main"),
+    "export": ("lightning_nas.export", "export_main"),
 }
 _NOISE = (
     "Does not validate",

@@ -1,0 +1,88 @@
+"""experiments/fasterseg.yaml end to end (CPU-sized): latency table ahead, pre-training, co-search
+with LatencyRegularization and Distillation, teacher and student genotypes written."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_nas.cli import NASCLI, main
+from lightning_nas.genotypes import FasterSegGenotype, load
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["layers=8", "Fch=2", "num_classes=6", "widths=[6,12]"]
+
+
+@pytest.fixture
+def table(tmp_path, monkeypatch) -> Path:
+    """The table experiments/fasterseg.yaml names (tables/fasterseg_cpu.json), for the tiny space."""
+    monkeypatch.chdir(tmp_path)
+    args = ["latency", "build", "--space-config", str(REPO / "experiments/fasterseg.yaml")]
+    for item in TINY:
+        args += ["--space-arg", item]
+    args += ["--input-size", "32", "32", "--warmup", "0", "--repeats", "1", "--no-progress"]
+    args += ["--out", "tables/fasterseg_cpu.json", "--threads", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    return tmp_path / "tables/fasterseg_cpu.json"
+
+
+def test_search_config_cpu_sized(table, tmp_path, synthetic_root):
+    from callbacks import Distillation, LatencyRegularization
+
+    cli = NASCLI(
+        args=[
+            "fit",
+            "-c",
+            str(REPO / "experiments/fasterseg.yaml"),
+            "-c",
+            str(REPO / "experiments/data/synthetic.yaml"),
+            "--trainer.max_epochs=2",
+            "--model.init_args.arch_start_epoch=1",
+            "--model.init_args.space.init_args.layers=8",
+            "--model.init_args.space.init_args.Fch=2",
+            "--model.init_args.space.init_args.widths=[6,12]",
+            f"--data.init_args.root={synthetic_root}",
+            "--data.init_args.num_train=16",
+            "--data.init_args.num_val=8",
+            "--data.init_args.image_size=32",
+            "--data.init_args.batch_size=2",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    module, trainer = cli.model, cli.trainer
+    kinds = {type(cb) for cb in trainer.callbacks}
+    assert LatencyRegularization in kinds and Distillation in kinds
+    lat = next(cb for cb in trainer.callbacks if isinstance(cb, LatencyRegularization))
+    dist = next(cb for cb in trainer.callbacks if isinstance(cb, Distillation))
+    assert lat.table is not None and lat.table.input_size == (32, 32)
+    assert dist.teacher is None and dist.phases == ("weight", "arch")  # co-search
+    space = module.space
+    assert space.num_classes == 6 and space.sets == ("teacher", "student")
+    a_opt = module.optimizers()[1]
+    assert a_opt.defaults["lr"] == 3e-4 and a_opt.defaults["betas"] == (0.5, 0.999)
+    # pre-training epoch 0 without architecture steps, search in epoch 1
+    logged = trainer.logged_metrics
+    assert "train/arch_loss/LatencyRegularization" in logged
+    assert "train/arch_loss/Distillation" in logged and "train/weight_loss/Distillation" in logged
+    assert float(logged["latency/expected_ms"]) > 0 and float(logged["latency/lambda"]) == pytest.approx(0.01)
+    written = sorted(p.name for p in tmp_path.rglob("genotype*.yaml"))
+    assert written == [
+        "genotype.yaml",
+        "genotype_epoch=000.yaml",
+        "genotype_epoch=001.yaml",
+        "genotype_teacher.yaml",
+        "genotype_teacher_epoch=000.yaml",
+        "genotype_teacher_epoch=001.yaml",
+    ]
+    student = load(next(tmp_path.rglob("genotype.yaml")))
+    teacher = load(next(tmp_path.rglob("genotype_teacher.yaml")))
+    assert isinstance(student, FasterSegGenotype) and student == space.derive()
+    assert teacher == space.extra_genotypes()["teacher"] and teacher.stem_head_width == (12, 12)
+    assert student.stem_head_width == (8, 8) and student.lasts == (2, 1)
+    # the derived student builds and runs at the data's size
+    net = student.build(num_classes=6, Fch=2).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 32, 32)).shape == (1, 6, 32, 32)
