@@ -87,3 +87,31 @@ def test_search_config_cpu_sized(table, tmp_path, synthetic_root):
     net = student.build(num_classes=6, Fch=2).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 3, 32, 32)).shape == (1, 6, 32, 32)
+
+
+def test_retrain_config_cpu_sized(tmp_path, synthetic_root):
+    from lightning_nas.networks import FasterSegNetwork
+
+    cli = NASCLI(
+        args=[
+            "fit",
+            "-c",
+            str(REPO / "experiments/retrain_fasterseg.yaml"),
+            "--trainer.max_steps=2",
+            "--model.init_args.network.init_args.Fch=2",
+            f"--data.init_args.root={synthetic_root}",
+            "--data.init_args.num_train=8",
+            "--data.init_args.num_val=4",
+            "--data.init_args.image_size=32",
+            "--data.init_args.batch_size=4",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    net = cli.model.network
+    assert isinstance(net, FasterSegNetwork) and cli.trainer.global_step == 2
+    assert net.genotype == load(REPO / "experiments/genotypes/fasterseg_cityscapes.yaml")
+    assert cli.model.num_classes == 6  # linked from the synthetic data
+    opt = cli.model.optimizers()
+    assert opt.defaults["lr"] == 0.01 and opt.defaults["weight_decay"] == 5e-4
+    assert "val/mIoU" in cli.trainer.logged_metrics
