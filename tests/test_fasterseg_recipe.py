@@ -82,7 +82,13 @@ def test_search_config_cpu_sized(table, tmp_path, synthetic_root):
     teacher = load(next(tmp_path.rglob("genotype_teacher.yaml")))
     assert isinstance(student, FasterSegGenotype) and student == space.derive()
     assert teacher == space.extra_genotypes()["teacher"] and teacher.stem_head_width == (12, 12)
-    assert student.stem_head_width == (8, 8) and student.lasts == (2, 1)
+    # BranchSelection scored both pairs on the validation set and the derivation used them
+    assert "branch/miou_2-1" in logged and "branch/latency_ms_2-0" in logged
+    assert float(space.branch_latency.min()) > 0
+    assert float(logged["branch/latency_ms_2-1"]) == pytest.approx(
+        space.derived_latency(lat.table, space.derive_pair((2, 1)))
+    )
+    assert student.stem_head_width == (8, 8) and student.lasts == space.selected_lasts()
     # the derived student builds and runs at the data's size
     net = student.build(num_classes=6, Fch=2).eval()
     with torch.no_grad():

@@ -461,6 +461,17 @@ class FasterSegSpace(SearchSpace):
                 total = total + F.cross_entropy(logits, target, ignore_index=ignore_index)
         return total
 
+    def pair_logits(self, x: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
+        """The student's logits of both branch pairs at the input size (argmax widths).
+
+        For the release's branch selection (``callbacks.BranchSelection``).
+        """
+        preds = self._run(x, "student", self._width_plan("student", "argmax"))
+        return {
+            pair: F.interpolate(preds[head], size=x.shape[-2:], mode="bilinear", align_corners=True)
+            for pair, head in _PAIR_HEAD.items()
+        }
+
     def output_logits(self, output: Any) -> torch.Tensor:
         """The student's sampled-pass logits of the selected pair's head (1/8 resolution)."""
         return output.student if isinstance(output, FasterSegOutput) else output
@@ -514,10 +525,14 @@ class FasterSegSpace(SearchSpace):
         """The teacher (no skips, full width), with the student's branch pair."""
         return {"teacher": self._derive("teacher")} if "teacher" in self.sets else {}
 
-    def _derive(self, arch_set: str) -> FasterSegGenotype:
+    def derive_pair(self, lasts: tuple[int, int]) -> FasterSegGenotype:
+        """The student derived with the branch pair ``lasts`` (``(2, 1)`` or ``(2, 0)``)."""
+        return self._derive("student", tuple(lasts))
+
+    def _derive(self, arch_set: str, lasts: tuple[int, int] | None = None) -> FasterSegGenotype:
         alphas, betas, ratios, choices = self._tensors(arch_set)
         return derive_genotype(
-            alphas, betas, ratios, choices, self.selected_lasts(),
+            alphas, betas, ratios, choices, lasts or self.selected_lasts(),
             ignore_skip=arch_set == "teacher", stem_head_width=self.stem_head[arch_set],
         )  # fmt: skip
 
