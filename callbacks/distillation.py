@@ -20,6 +20,7 @@ from typing_extensions import override
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.loss_terms import LossTerm
+from lightning_nas.weights import load_weights
 
 __all__ = ["Distillation", "distillation_kl"]
 
@@ -69,22 +70,12 @@ def distillation_kl(
 
 
 def _load_weights(network: nn.Module, path: str) -> None:
-    """Load a plain ``state_dict`` file, or the network of a SegmentationModule checkpoint."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        load_weights(network, path)
     except FileNotFoundError:
         raise ConfigError(f"Distillation: teacher_weights file {path} not found") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-        prefix = "network."
-        if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"Distillation: teacher_weights {path} do not fit {type(network).__name__}: {err}"
-        ) from None
+    except ConfigError as err:
+        raise ConfigError(f"Distillation: teacher {err}") from None
 
 
 class Distillation(LossTerm):

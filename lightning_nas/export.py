@@ -46,6 +46,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import GenotypeError, build_network
 from lightning_nas.latency.measure import device_name, measure_module
 from lightning_nas.summary import _build_args
+from lightning_nas.weights import load_weights
 
 __all__ = [
     "ExportCheck",
@@ -347,30 +348,6 @@ def measure_onnx(
 
 
 # ----------------------------------------------------------------------------- loading
-def _load_weights(network: nn.Module, path: str | Path) -> None:
-    """Load a ``state_dict`` file, or the network of a SegmentationModule checkpoint."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"weights file {path} not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle and zip errors of many types
-        raise ConfigError(f"cannot read weights file {path}: {err}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-        prefix = "network."
-        if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    if not isinstance(state, dict):
-        raise ConfigError(f"weights file {path} holds a {type(state).__name__}, not a state_dict")
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as err:
-        message = " ".join(str(err).split())
-        raise ConfigError(
-            f"weights {path} do not fit {type(network).__name__}: {message}"
-        ) from None
-
-
 def load_network(
     source: str | Path,
     num_classes: int | None = None,
@@ -410,7 +387,7 @@ def load_network(
         except TypeError as err:
             raise ConfigError(f"build arguments {sorted(build_kwargs)}: {err}") from None
         if weights is not None:
-            _load_weights(network, weights)
+            load_weights(network, weights)
         return network.eval()
     if build_kwargs or weights is not None:
         raise ConfigError(

@@ -34,7 +34,7 @@ the expected op latency of every cell (over α, input and output width) accumula
 
 Derivation: :mod:`lightning_nas.spaces._fasterseg_derive` (the release's ``network_metas``);
 :func:`released_genotypes` decodes the release's own tensors
-(``../shared/data/fasterseg_released_arch_params.json``) into the published FasterSeg.
+(``experiments/genotypes/fasterseg_released_arch_params.json``) into the published FasterSeg.
 """
 
 from __future__ import annotations
@@ -547,7 +547,7 @@ class FasterSegSpace(SearchSpace):
         """Copy the release's architecture tensors into α, β, γ (and the branch scores).
 
         Args:
-            source: The JSON of ``../shared/data/fasterseg_released_arch_params.json`` (keys
+            source: The JSON ``experiments/genotypes/fasterseg_released_arch_params.json`` (keys
                 ``arch_0`` = teacher, ``arch_1`` = student), a mapping like it, or one
                 release ``arch_<i>.pt`` file.
 
@@ -866,7 +866,7 @@ def released_genotypes(
     latency (``lasts`` overrides); the teacher takes the same pair, no skips, full width.
 
     Example:
-        >>> g = released_genotypes("../shared/data/fasterseg_released_arch_params.json")
+        >>> g = released_genotypes("experiments/genotypes/fasterseg_released_arch_params.json")
         >>> g["student"].paths[0]
         (0, 0, 0, 0, 1, 1, 1, 1, 2, 2)
     """

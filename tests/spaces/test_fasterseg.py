@@ -10,7 +10,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.fasterseg import FasterSegOutput, FasterSegSpace
 
 ROOT = Path(__file__).resolve().parents[2]
-RELEASED = ROOT.parent / "shared" / "data" / "fasterseg_released_arch_params.json"
+RELEASED = ROOT / "experiments" / "genotypes" / "fasterseg_released_arch_params.json"
 PUBLISHED = ROOT / "experiments" / "genotypes" / "fasterseg_cityscapes.yaml"
 
 

@@ -14,7 +14,8 @@ from lightning_nas.spaces._fasterseg_derive import (
 )
 from lightning_nas.spaces.fasterseg import load_released_arch, released_genotypes
 
-RELEASED = Path(__file__).resolve().parents[3] / "shared" / "data"
+# the release's train/fasterseg/arch_{0,1}.pt as JSON (a copy of ../shared/data's)
+RELEASED = Path(__file__).resolve().parents[2] / "experiments" / "genotypes"
 RELEASED = RELEASED / "fasterseg_released_arch_params.json"
 WIDTHS = [4, 6, 8, 10, 12]
 
@@ -44,7 +45,6 @@ def _alphas(layers: int, rows: dict[tuple[int, int], int] | None = None) -> list
     return alphas
 
 
-@pytest.mark.skipif(not RELEASED.is_file(), reason="shared data not present")
 def test_released_student_is_the_published_fasterseg() -> None:
     g = released_genotypes(RELEASED)["student"]
     assert g.stem_head_width == (8, 8)
@@ -57,7 +57,6 @@ def test_released_student_is_the_published_fasterseg() -> None:
     assert g.ops[0][3] != g.ops[1][3]
 
 
-@pytest.mark.skipif(not RELEASED.is_file(), reason="shared data not present")
 def test_released_teacher_downsampling_layers_and_widths() -> None:
     g = released_genotypes(RELEASED)["teacher"]
     assert g.stem_head_width == (12, 12)
@@ -68,7 +67,6 @@ def test_released_teacher_downsampling_layers_and_widths() -> None:
     assert sum(op == "conv_2x_downup" for op in g.ops[0]) > len(g.ops[0]) / 2
 
 
-@pytest.mark.skipif(not RELEASED.is_file(), reason="shared data not present")
 def test_released_scores_choose_the_32_16_pair() -> None:
     sets = load_released_arch(RELEASED)
     assert sets["scores"]["latency"][(2, 1)] == pytest.approx(6.4139770511)
