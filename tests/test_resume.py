@@ -7,12 +7,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.search import SearchModule
-from lightning_nas.spaces import DartsSpace
+from lightning_nas.spaces import DartsSpace, FasterSegSpace
 
 
-def make_module(seed, unrolled=False):
+def make_module(seed, unrolled=False, space="darts"):
     torch.manual_seed(seed)
-    space = DartsSpace(num_classes=6, C=4, layers=3, steps=2, multiplier=2, stem_multiplier=2)
+    if space == "fasterseg":  # sampled widths: the sample counter comes from the checkpoint
+        space = FasterSegSpace(num_classes=6, layers=8, Fch=1, widths=(6, 12))
+    else:
+        space = DartsSpace(num_classes=6, C=4, layers=3, steps=2, multiplier=2, stem_multiplier=2)
     sched = {
         "class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
         "init_args": {"T_max": 2, "eta_min": 0.001},
@@ -46,18 +49,19 @@ def fit(module, root, out, max_epochs, num_workers, ckpt_path=None):
 
 
 @pytest.mark.parametrize(
-    "num_workers,unrolled",
-    [(0, False), (2, False), (0, True)],
-    ids=["workers0", "workers2", "second_order"],
+    "num_workers,unrolled,space",
+    [(0, False, "darts"), (2, False, "darts"), (0, True, "darts"), (0, False, "fasterseg")],
+    ids=["workers0", "workers2", "second_order", "fasterseg"],
 )
-def test_resume_is_bit_identical(tmp_path, synthetic_root, num_workers, unrolled):
-    full = make_module(0, unrolled)
+def test_resume_is_bit_identical(tmp_path, synthetic_root, num_workers, unrolled, space):
+    full = make_module(0, unrolled, space)
     fit(full, synthetic_root, tmp_path / "full", 2, num_workers)
 
-    first = make_module(0, unrolled)
+    first = make_module(0, unrolled, space)
     fit(first, synthetic_root, tmp_path / "part", 1, num_workers)
     after_epoch1 = {k: v.detach().clone() for k, v in first.arch_parameters().items()}
-    resumed = make_module(123, unrolled)  # different init: everything must come from the ckpt
+    # different init: everything must come from the ckpt
+    resumed = make_module(123, unrolled, space)
     trainer = fit(
         resumed,
         synthetic_root,
