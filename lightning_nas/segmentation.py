@@ -51,6 +51,10 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
             where the image is larger (``None``: whole image in one pass).
         eval_scales: evaluate at these scales and average the logits (e.g. ``[0.75, 1, 1.25]``).
         eval_flip: also evaluate the horizontally flipped image and average.
+        aux_weights: weights of auxiliary losses, for a network with ``forward_aux(x)`` returning
+            ``(logits, aux_1, aux_2, ...)`` (e.g. ``FasterSegNetwork``: the 1/16 and 1/32 heads;
+            FasterSeg trains with ``[0.2, 0.2]``); an auxiliary output that is ``None`` is
+            skipped. Default ``[]``: the main logits only.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -73,6 +77,7 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         eval_window: int | None = None,
         eval_scales: tuple[float, ...] = (1.0,),
         eval_flip: bool = False,
+        aux_weights: tuple[float, ...] = (),
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # modules are dropped from hparams just below
@@ -101,6 +106,14 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         self.eval_window = eval_window
         self.eval_scales = tuple(eval_scales)
         self.eval_flip = eval_flip
+        self.aux_weights = tuple(float(w) for w in aux_weights)
+        if self.aux_weights and not callable(getattr(network, "forward_aux", None)):
+            raise ConfigError(
+                f"model.aux_weights: {type(network).__name__} has no forward_aux(x) giving "
+                "auxiliary outputs; use aux_weights: []"
+            )
+        if any(w < 0 for w in self.aux_weights):
+            raise ConfigError(f"model.aux_weights: expected weights >= 0, got {list(aux_weights)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes, H, W)`` at the input size."""
@@ -128,10 +141,34 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
             return self.criterion(logits, mask.long())
         return F.cross_entropy(logits, mask.long(), ignore_index=self.ignore_index)
 
+    def _aux_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Main logits and the weighted sum of the auxiliary losses (``None`` without any)."""
+        image = batch["image"]
+        if not self.aux_weights:
+            return self(image), None
+        logits, *aux = self.network.forward_aux(image)
+        total = None
+        for weight, out in zip(self.aux_weights, aux):
+            if out is None or weight == 0:
+                continue
+            if out.shape[-2:] != image.shape[-2:]:
+                out = F.interpolate(
+                    out, size=image.shape[-2:], mode="bilinear", align_corners=False
+                )
+            term = weight * self.loss(out, batch["mask"])
+            total = term if total is None else total + term
+        if logits.shape[-2:] != image.shape[-2:]:
+            logits = F.interpolate(
+                logits, size=image.shape[-2:], mode="bilinear", align_corners=False
+            )
+        return logits, total
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
+        logits, aux = self._aux_loss(batch)
         task = self.loss(logits, batch["mask"])
         terms = collect_terms(self.trainer.callbacks, "weight", self, logits, batch)
+        if aux is not None:
+            terms = {"aux": aux, **terms}
         loss = task + sum(terms.values()) if terms else task
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)

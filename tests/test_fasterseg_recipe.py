@@ -61,6 +61,7 @@ def test_search_config_cpu_sized(table, tmp_path, synthetic_root):
     assert dist.teacher is None and dist.phases == ("weight", "arch")  # co-search
     space = module.space
     assert space.num_classes == 6 and space.sets == ("teacher", "student")
+    assert space.ohem_thresh == 0.7
     a_opt = module.optimizers()[1]
     assert a_opt.defaults["lr"] == 3e-4 and a_opt.defaults["betas"] == (0.5, 0.999)
     # pre-training epoch 0 without architecture steps, search in epoch 1
@@ -121,3 +122,9 @@ def test_retrain_config_cpu_sized(tmp_path, synthetic_root):
     opt = cli.model.optimizers()
     assert opt.defaults["lr"] == 0.01 and opt.defaults["weight_decay"] == 5e-4
     assert "val/mIoU" in cli.trainer.logged_metrics
+    # the release's losses: OHEM CE + 0.2 × the two auxiliary heads
+    from lightning_nas.losses import OhemCrossEntropy
+
+    assert isinstance(cli.model.criterion, OhemCrossEntropy) and cli.model.criterion.thresh == 0.7
+    assert cli.model.aux_weights == (0.2, 0.2)
+    assert "train/loss/aux" in cli.trainer.logged_metrics

@@ -68,3 +68,25 @@ def test_whole_image_evaluation_options(synthetic_root, tmp_path):
     assert windowed.shape == base.shape and not torch.allclose(windowed, base)
     with pytest.raises(ValueError, match="eval_scales"):
         SegmentationModule(net, eval_scales=())
+
+
+def test_aux_weights_add_the_auxiliary_heads_losses() -> None:
+    import torch.nn.functional as F
+
+    from lightning_nas.errors import ConfigError
+
+    torch.manual_seed(0)
+    net = build_network("experiments/genotypes/fasterseg_cityscapes.yaml", num_classes=6, Fch=2)
+    module = SegmentationModule(net, aux_weights=(0.2, 0.5))
+    batch = {"image": torch.randn(2, 3, 64, 64), "mask": torch.randint(0, 6, (2, 64, 64))}
+    torch.manual_seed(1)
+    logits, aux = module._aux_loss(batch)
+    main, a16, a32 = net.forward_aux(batch["image"])
+    assert torch.allclose(logits, main, atol=1e-6)  # BN in train mode: same batch, same stats
+    expected = 0.2 * F.cross_entropy(a16, batch["mask"]) + 0.5 * F.cross_entropy(a32, batch["mask"])
+    assert float(aux) == pytest.approx(float(expected), rel=1e-5)
+    assert module._aux_loss(batch)[1] is not None
+    assert SegmentationModule(net)._aux_loss(batch)[1] is None
+    dart = build_network("experiments/genotypes/darts_v2.yaml", num_classes=6, C=4, layers=3)
+    with pytest.raises(ConfigError, match="forward_aux"):
+        SegmentationModule(dart, aux_weights=(0.2,))

@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.genotypes import FasterSegGenotype
 from lightning_nas.latency.measure import OpConfig
 from lightning_nas.latency.table import LatencyTable
+from lightning_nas.losses import OhemCrossEntropy
 from lightning_nas.ops_fasterseg import (
     FASTERSEG_PRIMITIVES,
     ConvNorm,
@@ -175,6 +177,9 @@ class FasterSegSpace(SearchSpace):
             (:meth:`record_branch_scores`), ``[2, 1]`` until something is recorded.
         target_latency_ms: Target of the release's branch objective ``mIoU · (lat/target)^-0.07``.
         arch_init: Initial value of every architecture logit (the release: 1e-3).
+        ohem_thresh: If set, the search loss is OHEM cross-entropy with this probability
+            threshold and at least 1/16 of the pixels kept (the release: 0.7,
+            :class:`~lightning_nas.losses.OhemCrossEntropy`); ``None``: plain cross-entropy.
 
     Example:
         >>> space = FasterSegSpace(num_classes=3, layers=8, Fch=1, widths=(6, 12))
@@ -199,6 +204,7 @@ class FasterSegSpace(SearchSpace):
         lasts: tuple[int, int] | None = None,
         target_latency_ms: float = 8.3,
         arch_init: float = 1e-3,
+        ohem_thresh: float | None = None,
     ) -> None:
         super().__init__()
         check_min_ints(
@@ -247,6 +253,9 @@ class FasterSegSpace(SearchSpace):
         self.sample_seed = int(sample_seed)
         self.lasts = None if lasts is None else tuple(lasts)
         self.target_latency_ms = float(target_latency_ms)
+        if ohem_thresh is not None and not 0 < ohem_thresh <= 1:
+            raise ConfigError(f"FasterSegSpace: ohem_thresh must be in (0, 1], got {ohem_thresh!r}")
+        self.ohem_thresh = ohem_thresh
         self._phase = "weight"
         self._last_output: FasterSegOutput | None = None
         self.last_sample: list[list[int]] | None = None  # width indices of the last sample
@@ -448,17 +457,24 @@ class FasterSegSpace(SearchSpace):
         return out
 
     def search_loss(self, output: Any, mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
-        """Σ over passes and heads of pixel-wise CE, labels nearest-resized to the heads' 1/8."""
+        """Σ over passes and heads of pixel-wise CE (OHEM CE with ``ohem_thresh``).
+
+        Labels are nearest-resized to the heads' 1/8 resolution, as the release down-samples them.
+        """
         if not isinstance(output, FasterSegOutput):
             return super().search_loss(output, mask, ignore_index)
         size = output.student.shape[-2:]
         target = mask.long()
         if target.shape[-2:] != size:
             target = F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0].long()
+        if self.ohem_thresh is None:
+            criterion = partial(F.cross_entropy, ignore_index=ignore_index)
+        else:
+            criterion = OhemCrossEntropy(self.ohem_thresh, 1 / 16, ignore_index)
         total = output.student.new_zeros(())
         for _, preds in output.passes:
             for logits in preds.values():
-                total = total + F.cross_entropy(logits, target, ignore_index=ignore_index)
+                total = total + criterion(logits, target)
         return total
 
     def pair_logits(self, x: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:

@@ -308,3 +308,24 @@ def test_table_covers_every_derivable_student() -> None:
             configs = fasterseg_latency_configs(g, space.num_classes, size, space.Fch)
             table.require(configs)  # raises on a missing entry
             assert space.derived_latency(table) == pytest.approx(table.total(configs))
+
+
+def test_ohem_search_loss_sums_ohem_over_passes_and_heads() -> None:
+    from lightning_nas.losses import OhemCrossEntropy
+
+    space = _space(ohem_thresh=0.7)
+    space.train()
+    x, mask = _batch()
+    out = space(x)
+    target = torch.nn.functional.interpolate(mask[:, None].float(), size=(4, 4), mode="nearest")
+    ohem = OhemCrossEntropy(0.7, 1 / 16)
+    expected = sum(float(ohem(p, target[:, 0].long())) for _, ps in out.passes for p in ps.values())
+    assert float(space.search_loss(out, mask, 255).detach()) == pytest.approx(expected, rel=1e-5)
+    plain = sum(
+        float(torch.nn.functional.cross_entropy(p, target[:, 0].long()))
+        for _, ps in out.passes
+        for p in ps.values()
+    )
+    assert expected != pytest.approx(plain)
+    with pytest.raises(ConfigError, match="ohem_thresh"):
+        _space(ohem_thresh=1.5)
