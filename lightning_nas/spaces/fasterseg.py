@@ -397,13 +397,34 @@ class FasterSegSpace(SearchSpace):
     ) -> dict[str, torch.Tensor]:
         alphas = [F.softmax(getattr(self, f"alpha_{arch_set}_{j}"), -1) for j in range(3)]
         betas = {j: F.softmax(getattr(self, f"beta_{arch_set}_{j}"), -1) for j in (1, 2)}
-        stem = self.stems[arch_set](x)
-        keep: dict[tuple[int, int], torch.Tensor] = {}
-        down: dict[tuple[int, int], torch.Tensor] = {}
+
+        def cell(li: int, j: int, inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            _, s_in = self._node(li - 1, j, arch_set, plan)
+            ops = self.cells[f"{li}_{j}"]
+            c_out, s_out = self._node(li, j, arch_set, plan)
+            keep = ops["keep"](inp, alphas[j][li - j], c_out, _mul(s_in, s_out))
+            if "down" not in ops:
+                return keep, None
+            c_out, s_out = self._node(li, j + 1, arch_set, plan)
+            return keep, ops["down"](inp, alphas[j][li - j], c_out, _mul(s_in, s_out))
+
+        outputs = self._lattice(self.stems[arch_set](x), betas, cell)
+        return self.heads[arch_set](*outputs)
+
+    def _lattice(self, start: Any, betas: Mapping[int, torch.Tensor], cell: Any) -> list[Any]:
+        """Walk the L × 3 lattice; return the last layer's three same-scale outputs.
+
+        ``cell(l, j, input) -> (keep, down or None)``; the input of cell ``(l, j)`` is ``start``
+        (l = 0), the previous same-scale output (1/8), the finer cell's down output (the first
+        cell of a scale), else ``β0 · down + β1 · keep``. Used for features (the forward) and for
+        cumulative latencies (the expected latency) alike.
+        """
+        keep: dict[tuple[int, int], Any] = {}
+        down: dict[tuple[int, int], Any] = {}
         for li in range(self.layers):
             for j in range(min(li, 2) + 1):
                 if li == 0:
-                    inp = stem
+                    inp = start
                 elif j == 0:
                     inp = keep[(li - 1, 0)]
                 elif li == j:
@@ -411,18 +432,13 @@ class FasterSegSpace(SearchSpace):
                 else:
                     b = betas[j][li - j - 1]
                     inp = b[0] * down[(li - 1, j - 1)] + b[1] * keep[(li - 1, j)]
-                _, s_in = self._node(li - 1, j, arch_set, plan)
-                cell = self.cells[f"{li}_{j}"]
-                c_out, s_out = self._node(li, j, arch_set, plan)
-                keep[(li, j)] = cell["keep"](inp, alphas[j][li - j], c_out, _mul(s_in, s_out))
-                if "down" in cell:
-                    c_out, s_out = self._node(li, j + 1, arch_set, plan)
-                    down[(li, j)] = cell["down"](inp, alphas[j][li - j], c_out, _mul(s_in, s_out))
+                keep[(li, j)], out = cell(li, j, inp)
+                if out is not None:
+                    down[(li, j)] = out
             for key in [k for k in keep if k[0] == li - 1]:
                 keep.pop(key)
                 down.pop(key, None)
-        last = self.layers - 1
-        return self.heads[arch_set](keep[(last, 0)], keep[(last, 1)], keep[(last, 2)])
+        return [keep[(self.layers - 1, j)] for j in range(3)]
 
     def _main_head(self) -> str:
         return _PAIR_HEAD[self.selected_lasts()]
@@ -621,6 +637,25 @@ class FasterSegSpace(SearchSpace):
             ins = [self._channels(j, w) for w in self.widths]
         return ins, outs, jj, 1 if target == "keep" else 2
 
+    def _op_positions(self) -> list[tuple[int, int, str]]:
+        """Every mixed op of the lattice: ``(layer, scale, "keep" | "down")``."""
+        return [
+            (li, j, target)
+            for li in range(self.layers)
+            for j in range(min(li, 2) + 1)
+            for target in (("keep", "down") if j < 2 and li < self.layers - 1 else ("keep",))
+        ]
+
+    def _op_configs(
+        self, li: int, j: int, target: str, sizes: Sequence[tuple[int, int]]
+    ) -> list[list[list[OpConfig]]]:
+        """Configurations of a mixed op, indexed ``[op][input width][output width]``."""
+        ins, outs, _, stride = self._cell_ops(li, j, target)
+        return [
+            [[OpConfig(f"fs_{op}", ci, co, *sizes[j], stride=stride) for co in outs] for ci in ins]
+            for op in FASTERSEG_PRIMITIVES
+        ]
+
     def latency_configs(self, input_size: tuple[int, int]) -> list[OpConfig]:
         """Every configuration a latency table needs for the student at ``input_size``.
 
@@ -633,15 +668,11 @@ class FasterSegSpace(SearchSpace):
         size = tuple(input_size)
         sizes = self._sizes(size)
         configs = {self._stem_config(size).key: self._stem_config(size)}
-        for li in range(self.layers):
-            for j in range(min(li, 2) + 1):
-                for target in ("keep", "down") if (j < 2 and li < self.layers - 1) else ("keep",):
-                    ins, outs, _, stride = self._cell_ops(li, j, target)
-                    for op in FASTERSEG_PRIMITIVES:
-                        for ci in ins:
-                            for co in outs:
-                                cfg = OpConfig(f"fs_{op}", ci, co, *sizes[j], stride=stride)
-                                configs.setdefault(cfg.key, cfg)
+        for position in self._op_positions():
+            for per_op in self._op_configs(*position, sizes):
+                for row in per_op:
+                    for cfg in row:
+                        configs.setdefault(cfg.key, cfg)
         stem_c = self._channels(0, self.stem_head["student"][0])
         c8 = sorted({stem_c, *(self._channels(0, w) for w in self.widths)})
         c16 = sorted({self._channels(1, w) for w in self.widths})
@@ -656,22 +687,15 @@ class FasterSegSpace(SearchSpace):
         cache = self.__dict__.setdefault("_latency_cache", {})
         if key not in cache:
             sizes = self._sizes(size)
-            lat = {}
-            for li in range(self.layers):
-                for j in range(min(li, 2) + 1):
-                    for target in (
-                        ("keep", "down") if (j < 2 and li < self.layers - 1) else ("keep",)
-                    ):
-                        ins, outs, _, stride = self._cell_ops(li, j, target)
-                        rows = [
-                            [
-                                [table[OpConfig(f"fs_{op}", ci, co, *sizes[j], stride=stride)]
-                                 for co in outs]
-                                for ci in ins
-                            ]
-                            for op in FASTERSEG_PRIMITIVES
-                        ]  # fmt: skip
-                        lat[(li, j, target)] = like.new_tensor(rows)
+            lat = {
+                position: like.new_tensor(
+                    [
+                        [[table[c] for c in row] for row in per_op]
+                        for per_op in self._op_configs(*position, sizes)
+                    ]
+                )
+                for position in self._op_positions()
+            }
             cache.clear()
             cache[key] = (table[self._stem_config(size)], lat)
         return cache[key]
@@ -717,31 +741,15 @@ class FasterSegSpace(SearchSpace):
                 return one
             return G[j][li - 1 if j == 2 else li]
 
-        keep: dict[tuple[int, int], torch.Tensor] = {}
-        down: dict[tuple[int, int], torch.Tensor] = {}
-        zero = like.new_zeros(())
-        for li in range(self.layers):
-            for j in range(min(li, 2) + 1):
-                if li == 0:
-                    before = zero
-                elif j == 0:
-                    before = keep[(li - 1, 0)]
-                elif li == j:
-                    before = down[(li - 1, j - 1)]
-                else:
-                    b = B[j][li - j - 1]
-                    before = b[0] * down[(li - 1, j - 1)] + b[1] * keep[(li - 1, j)]
-                p_in = node(li - 1, j)
-                a = A[j][li - j]
-                keep[(li, j)] = before + torch.einsum(
-                    "o,a,b,oab->", a, p_in, node(li, j), lat[(li, j, "keep")]
-                )
-                if (li, j, "down") in lat:
-                    down[(li, j)] = before + torch.einsum(
-                        "o,a,b,oab->", a, p_in, node(li, j + 1), lat[(li, j, "down")]
-                    )
-        last = self.layers - 1
-        paths = [keep[(last, j)] for j in range(3)]
+        def cell(li: int, j: int, before: torch.Tensor) -> tuple[torch.Tensor, Any]:
+            p_in, a = node(li - 1, j), A[j][li - j]
+            keep = before + torch.einsum("o,a,b,oab->", a, p_in, node(li, j), lat[(li, j, "keep")])
+            if (li, j, "down") not in lat:
+                return keep, None
+            op = lat[(li, j, "down")]
+            return keep, before + torch.einsum("o,a,b,oab->", a, p_in, node(li, j + 1), op)
+
+        paths = self._lattice(like.new_zeros(()), B, cell)
         return stem + paths[2] + 0.5 * (paths[0] + paths[1])
 
     def expected_latency(
