@@ -163,3 +163,18 @@ def test_select_lasts_objective() -> None:
     assert select_lasts(0.5, 0.6, 5.0, 9.0) == (2, 1)
     for m02, m12 in itertools.product((0.3, 0.6), repeat=2):
         assert select_lasts(m02, m12, 8.3, 8.3) == ((2, 0) if m02 > m12 else (2, 1))
+
+
+def test_released_teacher_is_the_shipped_teacher_with_the_release_counts() -> None:
+    from lightning_nas.genotypes import load
+    from lightning_nas.summary import summarize
+
+    shipped = RELEASED.parent / "fasterseg_cityscapes_teacher.yaml"
+    teacher = released_genotypes(RELEASED)["teacher"]
+    assert teacher == load(shipped)
+    with torch.device("meta"):
+        net = teacher.build(num_classes=19)
+    s = summarize(net, input_size=(1024, 2048))
+    assert s.multi_adds / 1e9 == pytest.approx(107.8, rel=0.01)  # reference §3.6
+    # the release's 23.52M also counts the unused FFM attention: 2 · 192 · 192 weights
+    assert round((s.params + 2 * 192 * 192) / 1e6, 2) == 23.52
