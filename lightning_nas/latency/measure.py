@@ -209,6 +209,45 @@ def _same_channels(c: OpConfig, what: str) -> None:
         raise ValueError(f"{c.key}: {what} has C_in == C_out")
 
 
+def _conv_bn_relu(c: OpConfig, k: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(c.C_in, c.C_out, k, stride=c.stride, padding=k // 2, bias=False),
+        nn.BatchNorm2d(c.C_out),
+        nn.ReLU(inplace=False),
+    )
+
+
+def _autodeeplab_block(c: OpConfig) -> tuple[nn.Module, list[tuple[int, int, int]]]:
+    """The Auto-DeepLab network pieces (``adl_*``) of :func:`build_op`."""
+    from lightning_nas.networks.autodeeplab import AutoDeepLabASPP, aspp_rates
+
+    shape = (c.C_in, c.H, c.W)
+    if c.op == "adl_stem":
+        if c.stride != 4 or c.C_out % 2:
+            raise ValueError(f"{c.key}: adl_stem has stride 4 and an even C_out")
+        mid = c.C_out // 2
+        module = nn.Sequential(
+            nn.Conv2d(c.C_in, mid, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(mid, mid, 3, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(mid, c.C_out, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c.C_out),
+        )
+        return module, [shape]
+    if c.op == "adl_aspp":
+        aspp = AutoDeepLabASPP(c.C_in, c.C_out, aspp_rates(c.stride))
+        return nn.Sequential(nn.ReLU(), aspp), [shape]
+    _same_channels(c, c.op)
+    if c.op == "adl_downsample":
+        return _Resize((_ceil_div(c.H, c.stride), _ceil_div(c.W, c.stride)), True), [shape]
+    # adl_upsample
+    return _Resize((c.H, c.W), True), [(c.C_in, _ceil_div(c.H, c.stride), _ceil_div(c.W, c.stride))]
+
+
+_AUTODEEPLAB_BLOCKS = ("adl_stem", "adl_aspp", "adl_downsample", "adl_upsample")
 _FASTERSEG_OPS = tuple(f"fs_{p}" for p in FASTERSEG_PRIMITIVES)
 
 
@@ -248,6 +287,16 @@ BLOCKS: dict[str, str] = {
     "bilinear_upsample": "bilinear resize from ceil(H/stride)×ceil(W/stride) to H×W",
     "add": "elementwise sum of two (C_in, H, W) tensors",
     "concat": "channel concat of C_out // C_in tensors of (C_in, H, W)",
+    "concat2": "channel concat of a (C_in, H, W) and a (C_out - C_in, H, W) tensor",
+    "conv1x1": "Conv 1×1 (stride) with bias — a classifier",
+    "conv1x1_bn_relu": "Conv 1×1 (stride, no bias) → BN → ReLU",
+    "conv3x3_bn_relu": "Conv 3×3 (stride, no bias) → BN → ReLU",
+    "adl_stem": "Auto-DeepLab network stem (stride 4): Conv 3×3 s2 → BN → ReLU → Conv 3×3 → BN "
+    "→ ReLU → Conv 3×3 s2 → BN, C_out / 2, C_out / 2, C_out filters",
+    "adl_aspp": "ReLU → Auto-DeepLab's DeepLabv3+ ASPP to C_out channels on a feature at output "
+    "stride `stride` (which sets the atrous rates)",
+    "adl_downsample": "bilinear resize (align_corners) from H×W to ceil(H/stride)×ceil(W/stride)",
+    "adl_upsample": "bilinear resize (align_corners) from ceil(H/stride)×ceil(W/stride) to H×W",
     "fs_stem": "FasterSeg stem (stride 8) to C_out channels (width unit Fch·r: expansion, "
     "default C_out / 8)",
     "fs_convnorm1x1": "Conv 1×1 (stride, no bias) → BN → ReLU — FasterSeg head",
@@ -270,8 +319,8 @@ def build_op(config: OpConfig) -> tuple[nn.Module, list[tuple[int, int, int]]]:
     :data:`~lightning_nas.ops_fasterseg.FASTERSEG_PRIMITIVES` operator (the fixed operator of
     :func:`~lightning_nas.ops_fasterseg.make_fasterseg_op`, ``C_in → C_out``), and the blocks of
     :data:`BLOCKS`. ``H``/``W`` are the input size, except for ``bilinear_upsample``,
-    ``fs_upsample`` and ``fs_up2_concat`` where they are the output size and ``stride`` the
-    upsampling factor.
+    ``fs_upsample``, ``fs_up2_concat`` and ``adl_upsample`` where they are the output size and
+    ``stride`` the upsampling factor.
 
     Raises:
         ValueError: If the name is unknown or the configuration does not fit the operation.
@@ -307,6 +356,16 @@ def build_op(config: OpConfig) -> tuple[nn.Module, list[tuple[int, int, int]]]:
         if c.C_out % c.C_in != 0:
             raise ValueError(f"{c.key}: concat needs C_out to be a multiple of C_in")
         return _Concat(), [shape] * (c.C_out // c.C_in)
+    if c.op == "concat2":
+        if c.C_out <= c.C_in:
+            raise ValueError(f"{c.key}: concat2 needs C_out > C_in (C_out - C_in: the second)")
+        return _Concat(), [shape, (c.C_out - c.C_in, c.H, c.W)]
+    if c.op == "conv1x1":
+        return nn.Conv2d(c.C_in, c.C_out, 1, stride=c.stride), [shape]
+    if c.op in ("conv1x1_bn_relu", "conv3x3_bn_relu"):
+        return _conv_bn_relu(c, int(c.op[4])), [shape]
+    if c.op in _AUTODEEPLAB_BLOCKS:
+        return _autodeeplab_block(c)
     if c.op.startswith("fs_") and (c.op in _FASTERSEG_OPS or c.op in BLOCKS):
         return _fasterseg_block(c)
     known = sorted(

@@ -26,6 +26,7 @@ from torch import nn
 
 from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.genotypes import AutoDeepLabGenotype, load
+from lightning_nas.latency.measure import OpConfig
 from lightning_nas.ops import Identity, ReLUConvBN, drop_path, make_autodeeplab_op
 
 __all__ = [
@@ -34,6 +35,12 @@ __all__ = [
     "AutoDeepLabDecoder",
     "AutoDeepLabNetwork",
     "aspp_rates",
+    "autodeeplab_cell_latency_configs",
+    "autodeeplab_edge_latency_config",
+    "autodeeplab_head_latency_configs",
+    "autodeeplab_latency_configs",
+    "autodeeplab_latency_sizes",
+    "autodeeplab_stem_latency_config",
     "low_level_cell",
 ]
 
@@ -432,3 +439,228 @@ class AutoDeepLabNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel logits ``(N, num_classes, H, W)`` at the input size."""
         return self.forward_stages(x)["logits"]
+
+
+# ----------------------------------------------------------------------------- latency
+STEM_CHANNELS = (64, 128)
+"""Channels of :class:`AutoDeepLabNetwork`'s ``stem0`` (``h[-2]``) and ``stem1`` (``h[-1]``)."""
+
+
+def autodeeplab_latency_sizes(
+    input_size: tuple[int, int], levels: int
+) -> tuple[tuple[int, int], ...]:
+    """The spatial sizes of :class:`AutoDeepLabNetwork`'s features, for latency configurations.
+
+    Entry 0 is ``stem0``'s output (stride 2, "level -1"), entry ``k + 1`` level ``k`` (stride
+    ``4 · 2^k``), each ``ceil`` half of the one before, as the network computes them.
+
+    Example:
+        >>> autodeeplab_latency_sizes((65, 33), 3)
+        ((33, 17), (17, 9), (9, 5), (5, 3))
+    """
+    h, w = (-(-input_size[0] // 2), -(-input_size[1] // 2))
+    sizes = [(h, w)]
+    for _ in range(levels):
+        h, w = -(-h // 2), -(-w // 2)
+        sizes.append((h, w))
+    return tuple(sizes)
+
+
+def autodeeplab_stem_latency_config(input_size: tuple[int, int], in_channels: int = 3) -> OpConfig:
+    """The ``adl_stem`` entry: both parts of :class:`AutoDeepLabNetwork`'s stem (stride 4).
+
+    Example:
+        >>> autodeeplab_stem_latency_config((65, 33)).key
+        'adl_stem|Cin=3|Cout=128|H=65|W=33|stride=4'
+    """
+    return OpConfig("adl_stem", in_channels, STEM_CHANNELS[1], *input_size, stride=STEM_STRIDE)
+
+
+def _resize_configs(
+    channels: int, sizes: tuple[tuple[int, int], ...], source: int, target: int
+) -> list[OpConfig]:
+    """The bilinear resize of a feature from level ``source`` to level ``target`` (or none)."""
+    src, dst = sizes[source + 1], sizes[target + 1]
+    if src == dst:  # the network skips a resize to the same size (tiny maps)
+        return []
+    if target > source:
+        return [OpConfig("adl_downsample", channels, channels, *src, stride=2 ** (target - source))]
+    return [OpConfig("adl_upsample", channels, channels, *dst, stride=2 ** (source - target))]
+
+
+def autodeeplab_cell_latency_configs(
+    prev_prev: tuple[int, int],
+    prev: tuple[int, int],
+    level: int,
+    sizes: tuple[tuple[int, int], ...],
+    filter_multiplier: int,
+    blocks: int,
+    block_multiplier: int,
+) -> list[OpConfig]:
+    """The fixed parts of one :class:`AutoDeepLabCell` in the network, without its ``2·B`` ops.
+
+    In execution order: the network's resize of ``h[l-1]`` when the cell moves to a finer level
+    (``adl_upsample``), the resize of ``h[l-2]`` to the size ``h[l-1]`` then has
+    (``adl_upsample`` / ``adl_downsample``), the two ``relu_conv1x1_bn`` preprocess ops (the one
+    of ``h[l-2]`` only when its channels differ from ``filter_size``), ``2·blocks`` ``add``s (a
+    block computes ``(0 + h1) + h2``) and the ``concat`` of the last ``block_multiplier``
+    blocks. Resizes between equal sizes are left out, as the network skips them.
+
+    Args:
+        prev_prev: ``(channels, level)`` of ``h[l-2]``; level -1 is ``stem0``'s output.
+        prev: ``(channels, level)`` of ``h[l-1]``.
+        level: The cell's level.
+        sizes: :func:`autodeeplab_latency_sizes` (covering ``level``).
+        filter_multiplier: F.
+        blocks: Blocks of the cell.
+        block_multiplier: Blocks concatenated into the output.
+
+    Returns:
+        The configurations.
+    """
+    (c_pp, level_pp), (c_p, level_p) = prev_prev, prev
+    filter_size = filter_multiplier * 2**level
+    in_level = min(level_p, level)  # where h[l-1] is when the cell reads it
+    configs = _resize_configs(c_p, sizes, level_p, level) if level < level_p else []
+    configs += _resize_configs(c_pp, sizes, level_pp, in_level)
+    size = sizes[in_level + 1]
+    if c_pp != filter_size:
+        configs.append(OpConfig("relu_conv1x1_bn", c_pp, filter_size, *size))
+    configs.append(OpConfig("relu_conv1x1_bn", c_p, filter_size, *size))
+    out = sizes[level + 1]
+    configs += [OpConfig("add", filter_size, filter_size, *out)] * (2 * blocks)
+    configs.append(OpConfig("concat", filter_size, block_multiplier * filter_size, *out))
+    return configs
+
+
+def autodeeplab_edge_latency_config(
+    op: str,
+    j: int,
+    prev_level: int,
+    level: int,
+    sizes: tuple[tuple[int, int], ...],
+    filter_multiplier: int,
+) -> OpConfig:
+    """The configuration of ``op`` reading state ``j`` in a cell at ``level`` after ``prev_level``.
+
+    States 0 and 1 (``h[l-2]``, ``h[l-1]``, preprocessed) are at ``h[l-1]``'s size as the cell
+    reads it; their ops have stride 2 when the cell moves to a coarser level. Blocks (``j >= 2``)
+    are at the cell's level, stride 1. Channels: ``filter_multiplier · 2^level``.
+
+    Example:
+        >>> sizes = autodeeplab_latency_sizes((64, 64), 2)
+        >>> autodeeplab_edge_latency_config("sep_conv_3x3", 1, 0, 1, sizes, 4).key
+        'sep_conv_3x3|Cin=8|Cout=8|H=16|W=16|stride=2'
+    """
+    C = filter_multiplier * 2**level
+    if j < 2:
+        in_level, stride = min(prev_level, level), 2 if level > prev_level else 1
+    else:
+        in_level, stride = level, 1
+    return OpConfig(op, C, C, *sizes[in_level + 1], stride=stride)
+
+
+def autodeeplab_head_latency_configs(
+    level: int,
+    in_channels: int,
+    low_level_in_channels: int,
+    num_classes: int,
+    input_size: tuple[int, int],
+    sizes: tuple[tuple[int, int], ...],
+    aspp_channels: int = 256,
+    decoder_channels: int = 256,
+    low_level_channels: int = 48,
+) -> list[OpConfig]:
+    """The head of :class:`AutoDeepLabNetwork` after a last cell at ``level``, in execution order.
+
+    ``adl_aspp`` (ReLU → :class:`AutoDeepLabASPP`, ``stride`` = the feature's output stride,
+    which sets the rates), the decoder's ``conv1x1_bn_relu`` projection of the stride-4 feature,
+    the ``adl_upsample`` of the ASPP output to stride 4 (not at level 0), ``concat2``, two
+    ``conv3x3_bn_relu``, the ``conv1x1`` classifier and the ``adl_upsample`` to the input size.
+
+    Args:
+        level: Level of the last cell.
+        in_channels: Channels of the last cell's output.
+        low_level_in_channels: Channels of the decoder's stride-4 feature (128: the stem).
+        num_classes: Number of output classes.
+        input_size: ``(H, W)`` of the input image.
+        sizes: :func:`autodeeplab_latency_sizes` of ``input_size`` (covering ``level``).
+        aspp_channels: As :class:`AutoDeepLabNetwork`.
+        decoder_channels: As :class:`AutoDeepLabNetwork`.
+        low_level_channels: As :class:`AutoDeepLabNetwork`.
+
+    Returns:
+        The configurations.
+    """
+    fused = aspp_channels + low_level_channels
+    low = sizes[1]
+    configs = [
+        OpConfig("adl_aspp", in_channels, aspp_channels, *sizes[level + 1], STEM_STRIDE * 2**level),
+        OpConfig("conv1x1_bn_relu", low_level_in_channels, low_level_channels, *low),
+        *_resize_configs(aspp_channels, sizes, level, 0),
+        OpConfig("concat2", aspp_channels, fused, *low),
+        OpConfig("conv3x3_bn_relu", fused, decoder_channels, *low),
+        OpConfig("conv3x3_bn_relu", decoder_channels, decoder_channels, *low),
+        OpConfig("conv1x1", decoder_channels, num_classes, *low),
+    ]
+    if low != tuple(input_size):
+        configs.append(OpConfig("adl_upsample", num_classes, num_classes, *input_size, STEM_STRIDE))
+    return configs
+
+
+def autodeeplab_latency_configs(
+    genotype: AutoDeepLabGenotype,
+    num_classes: int,
+    input_size: tuple[int, int],
+    filter_multiplier: int = 20,
+    block_multiplier: int | None = None,
+    in_channels: int = 3,
+    aspp_channels: int = 256,
+    decoder_channels: int = 256,
+    low_level_channels: int = 48,
+) -> list[OpConfig]:
+    """What :class:`AutoDeepLabNetwork` runs on one image, as latency-table keys, with repeats.
+
+    The ``adl_stem`` (both stem parts, input size, stride 4); per cell its fixed parts
+    (:func:`autodeeplab_cell_latency_configs`) and its ``2·B`` ops
+    (:func:`autodeeplab_edge_latency_config`); the head
+    (:func:`autodeeplab_head_latency_configs`, the stride-4 feature chosen by
+    :func:`low_level_cell`). :func:`~lightning_nas.latency.measure.build_op` builds each;
+    ``table.total(configs)`` is the table estimate of the network's latency. The arguments are
+    those of :class:`AutoDeepLabNetwork`.
+
+    Example:
+        >>> g = load("experiments/genotypes/autodeeplab_cityscapes.yaml")
+        >>> configs = autodeeplab_latency_configs(g, 19, (1025, 2049))
+        >>> configs[0].key, len(configs)
+        ('adl_stem|Cin=3|Cout=128|H=1025|W=2049|stride=4', 295)
+    """
+    path = tuple(genotype.path)
+    blocks = genotype.num_blocks
+    block_multiplier = blocks if block_multiplier is None else block_multiplier
+    sizes = autodeeplab_latency_sizes(input_size, max(path) + 1)
+    c_stem0, c_stem1 = STEM_CHANNELS
+    configs = [autodeeplab_stem_latency_config(input_size, in_channels)]
+    prev_prev, prev = (c_stem0, -1), (c_stem1, 0)
+    for level in path:
+        configs += autodeeplab_cell_latency_configs(
+            prev_prev, prev, level, sizes, filter_multiplier, blocks, block_multiplier
+        )
+        configs += [
+            autodeeplab_edge_latency_config(op, j, prev[1], level, sizes, filter_multiplier)
+            for op, j in genotype.cell
+        ]
+        prev_prev, prev = prev, (block_multiplier * filter_multiplier * 2**level, level)
+    low = low_level_cell(path)
+    low_channels = c_stem1 if low is None else block_multiplier * filter_multiplier
+    return configs + autodeeplab_head_latency_configs(
+        path[-1],
+        prev[0],
+        low_channels,
+        num_classes,
+        input_size,
+        sizes,
+        aspp_channels,
+        decoder_channels,
+        low_level_channels,
+    )
