@@ -1,17 +1,21 @@
-"""Seconds per Auto-DeepLab search step and peak memory, on CPU or CUDA.
+"""Seconds per search step and peak memory of a supernet (Auto-DeepLab or FasterSeg), CPU or CUDA.
 
 One search step is what ``SearchModule.training_step`` does with first-order gradients: an
-architecture pass (forward + backward on a trainB batch, Adam step on α/β) then a weight pass
-(forward + backward on a trainA batch, SGD step on the weights). Prints the parameter count, the
-median seconds per step over ``--steps`` timed steps (after ``--warmup`` untimed ones) and the
-peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process's peak resident set
-size (``resource.getrusage``, the whole process, libraries included) and the RSS before the first
-step, so their difference is what the steps add.
+architecture pass (forward + backward on a trainB batch, Adam step on the architecture) then a
+weight pass (forward + backward on a trainA batch, SGD step on the weights), each through the
+space's ``set_phase`` / ``search_loss`` hooks (FasterSeg: teacher + sampled student in the
+architecture pass; teacher + sampled, widest and narrowest student in the weight pass).
+Prints the parameter count, the median seconds per step over ``--steps`` timed steps (after
+``--warmup`` untimed ones) and the peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on
+CPU the process's peak resident set size (``resource.getrusage``, the whole process, libraries
+included) and the RSS before the first step, so their difference is what the steps add.
 
     .venv/bin/python benchmarks/supernet_step.py                       # F=8, L=12, 64×64, batch 2
     .venv/bin/python benchmarks/supernet_step.py --crop 321 --device cuda  # the paper's setting
     .venv/bin/python benchmarks/supernet_step.py --checkpoint-cells --partial-channels 2
     .venv/bin/python benchmarks/supernet_step.py --profile             # torch.profiler top ops
+    .venv/bin/python benchmarks/supernet_step.py --space fasterseg --crop 128 --steps 2
+    .venv/bin/python benchmarks/supernet_step.py --space fasterseg --crop 224 448 --device cuda
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 from lightning_nas.spaces.autodeeplab import AutoDeepLabSpace
+from lightning_nas.spaces.fasterseg import FasterSegSpace
 
 
 def rss_mb() -> float:
@@ -45,10 +49,14 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--crop", type=int, default=64, help="square crop side in pixels")
+    parser.add_argument("--space", choices=("autodeeplab", "fasterseg"), default="autodeeplab")
+    parser.add_argument("--crop", type=int, nargs="+", default=[64], help="crop H [W] in pixels")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--filter-multiplier", "-F", type=int, default=8)
-    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument(
+        "--layers", type=int, default=None, help="12 (Auto-DeepLab), 16 (FasterSeg)"
+    )
+    parser.add_argument("--Fch", type=int, default=12, help="FasterSeg base channels")
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--checkpoint-cells", action="store_true")
     parser.add_argument("--partial-channels", type=int, default=1)
@@ -63,21 +71,31 @@ def main() -> None:
     device = torch.device(args.device)
 
     torch.manual_seed(0)
-    space = AutoDeepLabSpace(
-        num_classes=args.num_classes,
-        layers=args.layers,
-        filter_multiplier=args.filter_multiplier,
-        checkpoint_cells=args.checkpoint_cells,
-        partial_channels=args.partial_channels,
-    ).to(device)
+    if args.space == "fasterseg":
+        space = FasterSegSpace(num_classes=args.num_classes, layers=args.layers or 16, Fch=args.Fch)
+        setting = f"FasterSegSpace Fch={args.Fch} L={space.layers} (teacher + sandwich)"
+    else:
+        space = AutoDeepLabSpace(
+            num_classes=args.num_classes,
+            layers=args.layers or 12,
+            filter_multiplier=args.filter_multiplier,
+            checkpoint_cells=args.checkpoint_cells,
+            partial_channels=args.partial_channels,
+        )
+        setting = (
+            f"AutoDeepLabSpace F={args.filter_multiplier} L={space.layers} "
+            f"checkpoint_cells={args.checkpoint_cells} partial_channels={args.partial_channels}"
+        )
+    space = space.to(device).train()
+    crop_h, crop_w = (args.crop * 2)[:2] if len(args.crop) == 1 else args.crop[:2]
     arch = list(space.arch_parameters().values())
     weights = list(space.weight_parameters())
     w_opt = torch.optim.SGD(weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
     a_opt = torch.optim.Adam(arch, lr=3e-3, betas=(0.9, 0.999), weight_decay=1e-3)
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.randn(args.batch, 3, args.crop, args.crop, device=device)
-        y = torch.randint(0, args.num_classes, (args.batch, args.crop, args.crop), device=device)
+        x = torch.randn(args.batch, 3, crop_h, crop_w, device=device)
+        y = torch.randint(0, args.num_classes, (args.batch, crop_h, crop_w), device=device)
         return x, y
 
     data = [(batch(), batch()) for _ in range(args.warmup + args.steps)]
@@ -88,17 +106,16 @@ def main() -> None:
 
     def step(a_batch: tuple[torch.Tensor, ...], w_batch: tuple[torch.Tensor, ...]) -> None:
         # phase 1: architecture pass on trainB; phase 2: weight pass on trainA
-        for opt, (x, y) in ((a_opt, a_batch), (w_opt, w_batch)):
+        for phase, opt, (x, y) in (("arch", a_opt, a_batch), ("weight", w_opt, w_batch)):
             w_opt.zero_grad(set_to_none=True)
             a_opt.zero_grad(set_to_none=True)
-            F.cross_entropy(space(x), y).backward()
+            space.set_phase(phase)
+            space.search_loss(space(x), y, 255).backward()
             opt.step()
 
     n_params = sum(p.numel() for p in weights)
     print(
-        f"AutoDeepLabSpace F={args.filter_multiplier} L={args.layers} crop={args.crop} "
-        f"batch={args.batch} checkpoint_cells={args.checkpoint_cells} "
-        f"partial_channels={args.partial_channels} device={device} "
+        f"{setting} crop={crop_h}x{crop_w} batch={args.batch} device={device} "
         f"threads={torch.get_num_threads()}: {n_params / 1e6:.2f}M weights"
     )
     baseline = rss_mb()
