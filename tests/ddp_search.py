@@ -79,3 +79,16 @@ def main(root: str, out: str, space_name: str, unrolled: bool) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1")
+
+
+def run_ranks(tmp_path: Path, space_name: str, unrolled: bool = False) -> tuple[dict, dict]:
+    """Run this script on 2 CPU processes in ``tmp_path``; return what rank 0 and rank 1 saved."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
+    args = [str(tmp_path / "data"), str(tmp_path), space_name, "1" if unrolled else "0"]
+    subprocess.run(
+        [sys.executable, __file__, *args], check=True, env=env, cwd=tmp_path, timeout=300
+    )
+    return torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")

@@ -1,29 +1,13 @@
 """Under 2-process DDP (gloo, CPU) the architecture parameters stay bit-identical across ranks."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-SCRIPT = Path(__file__).with_name("ddp_search.py")
+from ddp_search import run_ranks
 
 
 @pytest.mark.parametrize("unrolled", [False, True], ids=["first_order", "second_order"])
 def test_alphas_identical_across_ranks(tmp_path, synthetic_root, unrolled):
-    root = tmp_path / "data"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
-    subprocess.run(
-        [sys.executable, str(SCRIPT), str(root), str(tmp_path), "darts", "1" if unrolled else "0"],
-        check=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    r0 = torch.load(tmp_path / "rank0.pt")
-    r1 = torch.load(tmp_path / "rank1.pt")
+    r0, r1 = run_ranks(tmp_path, "darts", unrolled)
     # 32 images -> trainA/trainB 16 each -> 8 per rank -> 4 batches of 2 per epoch, 2 epochs
     assert r0["steps"] == r1["steps"] == 2 * 4 * 2  # two optimizer steps per batch
     assert len(r0["names"]) == 16 and set(r0["names"]).isdisjoint(r1["names"])  # epoch 0 shards

@@ -1,26 +1,11 @@
 """Under 2-process DDP (gloo, CPU) Auto-DeepLab's α and β stay bit-identical across ranks."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
-
-SCRIPT = Path(__file__).with_name("ddp_search.py")
+from ddp_search import run_ranks
 
 
 def test_alphas_and_betas_identical_across_ranks(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
-    subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "data"), str(tmp_path), "autodeeplab", "0"],
-        check=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    r0 = torch.load(tmp_path / "rank0.pt")
-    r1 = torch.load(tmp_path / "rank1.pt")
+    r0, r1 = run_ranks(tmp_path, "autodeeplab")
     # 32 images -> trainA/trainB 16 each -> 8 per rank -> 4 batches of 2 per epoch, 2 epochs
     assert r0["arch_steps"] == r1["arch_steps"] == 8
     assert set(r0["arch"]) == {"alphas", "betas"}

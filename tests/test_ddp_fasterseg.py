@@ -1,27 +1,12 @@
 """Under 2-process DDP (gloo, CPU) FasterSeg samples the same widths on every rank, so its α, β
 and γ stay bit-identical."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
-
-SCRIPT = Path(__file__).with_name("ddp_search.py")
+from ddp_search import run_ranks
 
 
 def test_samples_and_architecture_identical_across_ranks(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
-    subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "data"), str(tmp_path), "fasterseg", "0"],
-        check=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    r0 = torch.load(tmp_path / "rank0.pt")
-    r1 = torch.load(tmp_path / "rank1.pt")
+    r0, r1 = run_ranks(tmp_path, "fasterseg")
     assert r0["arch_steps"] == r1["arch_steps"] == 8
     assert {k.rsplit("_", 1)[0] for k in r0["arch"]} == {
         "alpha_teacher", "beta_teacher", "alpha_student", "beta_student", "ratio_student"
