@@ -65,6 +65,10 @@ class BranchSelection(Callback):
         if self.table_path is not None:
             self.table = LatencyTable.load(self.table_path)
 
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._latency_table(trainer)  # fail now, not after the first validation epoch
+
     def _latency_table(self, trainer: pl.Trainer) -> LatencyTable:
         if self.table is not None:
             return self.table

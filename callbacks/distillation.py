@@ -113,6 +113,9 @@ class Distillation(LossTerm):
         phases: The search losses the term is added to: ``["weight"]`` (default; retraining
             has only this one) and/or ``"arch"`` (FasterSeg's co-search distils into the
             student's architecture loss too).
+        start_epoch: Add nothing before this epoch; ``None``: the module's
+            ``arch_start_epoch`` (FasterSeg's co-search: the teacher is trained from scratch
+            alongside, so distil once the supernet pre-training is over).
 
     Raises:
         ConfigError: If the arguments are inconsistent or out of range (at construction), or the
@@ -135,6 +138,7 @@ class Distillation(LossTerm):
         temperature: float = 1.0,
         ignore_index: int | None = 255,
         phases: tuple[str, ...] = ("weight",),
+        start_epoch: int | None = 0,
     ) -> None:
         if teacher_weights is not None and teacher is None:
             raise ConfigError("Distillation: teacher_weights needs the teacher network (teacher)")
@@ -151,6 +155,13 @@ class Distillation(LossTerm):
                 f"{phases!r}"
             )
         self.phases = phases
+        if start_epoch is not None and (
+            isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0
+        ):
+            raise ConfigError(
+                f"Distillation: start_epoch must be an integer >= 0 or null, got {start_epoch!r}"
+            )
+        self.start_epoch = start_epoch
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_weights = teacher_weights
         self.weight = float(weight)
@@ -238,7 +249,12 @@ class Distillation(LossTerm):
 
     def _term(
         self, module: pl.LightningModule, logits: torch.Tensor, batch: dict[str, Any]
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
+        start = self.start_epoch
+        if start is None:
+            start = getattr(module, "arch_start_epoch", 0)
+        if start and module.current_epoch < start:
+            return None
         teacher = self.teacher_logits(module, batch["image"])
         if teacher.shape[-2:] != logits.shape[-2:]:
             teacher = F.interpolate(

@@ -23,7 +23,9 @@ class OhemCrossEntropy(nn.Module):
     ``min_kept`` pixels are hard, the threshold rises to the ``min_kept``-th smallest
     probability, so that the ``min_kept`` hardest pixels count. ``min_kept`` is
     ``min_kept_fraction`` of the valid pixels of the batch (FasterSeg:
-    ``batch·H·W // 16`` → 1/16).
+    ``batch·H·W // 16`` → 1/16). When no pixel is hard and ``min_kept`` rounds to 0 (tiny or
+    mostly ignored batches), it is the plain cross-entropy of the valid pixels (as BiSeNet's
+    OHEM does when ``min_kept`` exceeds the valid pixels), never NaN.
 
     Args:
         thresh: Probability threshold (FasterSeg: 0.7).
@@ -68,4 +70,6 @@ class OhemCrossEntropy(nn.Module):
                 kth = torch.kthvalue(prob, min_kept).values.item()
                 threshold = max(threshold, kth)
             keep = prob <= threshold
+        if not bool(keep.any()):  # every pixel easy and min_kept 0: plain CE over the valid ones
+            return pixel_loss[valid].mean()
         return pixel_loss[valid][keep].mean()

@@ -53,8 +53,8 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         eval_flip: also evaluate the horizontally flipped image and average.
         aux_weights: weights of auxiliary losses, for a network with ``forward_aux(x)`` returning
             ``(logits, aux_1, aux_2, ...)`` (e.g. ``FasterSegNetwork``: the 1/16 and 1/32 heads;
-            FasterSeg trains with ``[0.2, 0.2]``); an auxiliary output that is ``None`` is
-            skipped. Default ``[]``: the main logits only.
+            FasterSeg trains with ``[0.2, 0.2]``); a weight without its output (``None``, or
+            fewer outputs than weights) is an error. Default ``[]``: the main logits only.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -147,10 +147,20 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         if not self.aux_weights:
             return self(image), None
         logits, *aux = self.network.forward_aux(image)
+        if len(aux) < len(self.aux_weights):
+            raise ConfigError(
+                f"model.aux_weights: {len(self.aux_weights)} weights, but "
+                f"{type(self.network).__name__}.forward_aux gives {len(aux)} auxiliary outputs"
+            )
         total = None
-        for weight, out in zip(self.aux_weights, aux):
-            if out is None or weight == 0:
+        for k, (weight, out) in enumerate(zip(self.aux_weights, aux)):
+            if weight == 0:
                 continue
+            if out is None:
+                raise ConfigError(
+                    f"model.aux_weights[{k}] = {weight}, but {type(self.network).__name__} has no "
+                    f"auxiliary output {k} (e.g. built with aux_heads: false)"
+                )
             if out.shape[-2:] != image.shape[-2:]:
                 out = F.interpolate(
                     out, size=image.shape[-2:], mode="bilinear", align_corners=False

@@ -51,3 +51,12 @@ def test_all_ignored_is_zero_with_a_graph_and_bad_arguments() -> None:
         OhemCrossEntropy(thresh=0.0)
     with pytest.raises(ConfigError, match="min_kept_fraction"):
         OhemCrossEntropy(min_kept_fraction=2.0)
+
+
+def test_no_hard_pixel_and_min_kept_zero_is_plain_ce_not_nan() -> None:
+    logits = torch.tensor([[[[6.0, 6.0, 6.0]], [[0.0, 0.0, 0.0]]]])  # 3 easy pixels
+    mask = torch.zeros(1, 1, 3, dtype=torch.long)
+    for fraction in (0.0, 1 / 16):  # int(3 / 16) == 0
+        loss = OhemCrossEntropy(thresh=0.7, min_kept_fraction=fraction)(logits, mask)
+        assert torch.isfinite(loss)
+        assert float(loss) == pytest.approx(float(F.cross_entropy(logits, mask)))

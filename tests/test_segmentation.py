@@ -90,3 +90,11 @@ def test_aux_weights_add_the_auxiliary_heads_losses() -> None:
     dart = build_network("experiments/genotypes/darts_v2.yaml", num_classes=6, C=4, layers=3)
     with pytest.raises(ConfigError, match="forward_aux"):
         SegmentationModule(dart, aux_weights=(0.2,))
+    # a weight without its output is an error, not silently dropped
+    with pytest.raises(ConfigError, match="3 weights"):
+        SegmentationModule(net, aux_weights=(0.2, 0.2, 0.2))._aux_loss(batch)
+    bare = build_network(
+        "experiments/genotypes/fasterseg_cityscapes.yaml", num_classes=6, Fch=2, aux_heads=False
+    )
+    with pytest.raises(ConfigError, match=r"aux_weights\[0\]"):
+        SegmentationModule(bare, aux_weights=(0.2, 0.2))._aux_loss(batch)

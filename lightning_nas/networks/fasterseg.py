@@ -149,8 +149,12 @@ class FasterSegPlan:
 
     @property
     def fusion(self) -> tuple[int, int]:
-        """``(C_in, C_out)`` of the feature fusion: ``(nf(8)·branches, 2·nf(8))``."""
-        return self.head[0] * len(self.lasts), 2 * self.head[0]
+        """``(C_in, C_out)`` of the feature fusion: ``(nf(8)·branches, nf(8)·branches)``.
+
+        The release's ``FeatureFusion(nf8 · branch, nf8 · branch)``; its head then reads
+        ``nf8 · branch`` channels (``2·nf(8)`` for the published two branches).
+        """
+        return self.head[0] * len(self.lasts), self.head[0] * len(self.lasts)
 
     @property
     def aux16(self) -> int | None:
@@ -475,8 +479,8 @@ def _tail_configs(
     if num_branches > 1:
         configs.append(OpConfig("concat", c8, c8 * num_branches, h, w))
     return configs + [
-        OpConfig("fs_convnorm1x1", c8 * num_branches, 2 * c8, h, w),
-        OpConfig("fs_head", 2 * c8, num_classes, h, w),
+        OpConfig("fs_convnorm1x1", c8 * num_branches, c8 * num_branches, h, w),
+        OpConfig("fs_head", c8 * num_branches, num_classes, h, w),
         OpConfig("fs_upsample", num_classes, num_classes, *input_size, 8),
     ]
 
@@ -576,7 +580,7 @@ def head_latency_configs(
     Example:
         >>> configs = head_latency_configs(19, (1024, 2048), 12, 8, [32], [64])
         >>> len(configs), configs[0].key
-        (13, 'fs_convnorm1x1|Cin=128|Cout=64|H=64|W=128|stride=1')
+        (15, 'fs_convnorm1x1|Cin=128|Cout=64|H=64|W=128|stride=1')
     """
     r = head_width / 12
     head = (num_filters(8, Fch, r), num_filters(16, Fch, r), num_filters(32, Fch, r))

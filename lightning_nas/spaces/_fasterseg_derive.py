@@ -15,6 +15,9 @@ Pure functions of the architecture tensors (no modules), following the official 
   the largest skip probability; between two downsamplings (and from the last one to the end) not
   every cell may be a skip (the least likely one is kept with its next-best op); every other
   ``skip`` is replaced by the next-best op. The teacher ignores skips altogether.
+* Each branch is derived from the tensors as given. (The release's ``network_metas`` writes
+  ``-inf`` into α and re-normalises β in place, so a branch derived after another can see
+  those edits; on the released tensors both give the published network.)
 
 Node indexing (the release's tensors): α at scale ``s`` has one row per layer from layer ``s``
 on (``alpha_s[l - s]``); β at scale ``s ∈ {1, 2}`` one row per cell with two inputs
@@ -152,6 +155,7 @@ def prune_skips(
 
     candidates = [i for i in range(n) if op_of(i) == _SKIP and not is_down(i)]
     downs = [i for i in range(n) if is_down(i)]
+    forced = set()  # all-skip segments: their least likely skip takes its next-best op
     if downs:
         bounds = [*downs, n]
         for first, second in zip(bounds, bounds[1:]):
@@ -159,13 +163,14 @@ def prune_skips(
             if inner and all(i in candidates for i in inner):
                 weakest = min(reversed(inner), key=lambda i: float(scores[i][_SKIP]))
                 banned[weakest].add(_SKIP)
-                candidates.remove(weakest)
+                forced.add(weakest)
     min_len = round(n / 3) + 2 * path[-1]
     removable = max(0, n - min_len)
     if len(candidates) > removable:
+        # as the release, a forced cell still takes part in this ranking (it is never removed)
         ranked = sorted(candidates, key=lambda i: float(scores[i][_SKIP]), reverse=True)
         candidates = sorted(ranked[:removable])
-    removed = set(candidates)
+    removed = set(candidates) - forced
     kept = [i for i in range(n) if i not in removed]
     for i in kept:  # a kept skip (over the cap, or downsampling) takes its next-best op
         banned[i].add(_SKIP)

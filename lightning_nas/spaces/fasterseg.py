@@ -6,8 +6,9 @@ The supernet (reference §3.1, the release's ``search/model_search.py``): a stem
 :data:`~lightning_nas.ops_fasterseg.FASTERSEG_PRIMITIVES` (skip, conv, zoomed conv, conv ×2,
 zoomed conv ×2) weighted by ``softmax(α)``; it gives two outputs, one at its own scale and — except
 at 1/32 and in the last layer — one ×2 down (a second mixture with stride 2 and twice the
-channels, sharing the cell's α). A cell at 1/16 or 1/32 takes ``β0 · (the finer cell's down
-output) + β1 · (its own scale's previous output)`` (``softmax(β)``). The width of every node is a
+channels, sharing the cell's α). A cell at 1/16 or 1/32 with two inputs runs on both, and
+``softmax(β)`` mixes the results: ``β0 · cell(the finer cell's down output) + β1 · cell(its own
+scale's previous output)``. The width of every node is a
 "super-kernel": ops are built at the full width ``Fch · s`` (96 / 192 / 384) and run sliced to
 the sampled width ``{4, 6, 8, 10, 12} / 12`` of it; the width γ is sampled by hard Gumbel-softmax
 (one width per node and step, straight-through: the chosen width's soft score multiplies the
@@ -19,8 +20,9 @@ heads of the release): 1/8, 1/16, 1/32 and the two fused pairs (1/32 + 1/8), (1/
 loss sums cross-entropy over all of them, for every pass.
 
 Passes per step (the sandwich rule of slimmable networks): the weight step (``set_phase("weight")``)
-runs the teacher at full width and the student at the widest, the narrowest and a sampled width;
-the architecture step runs the teacher and the student's sampled widths. Samples come from a
+runs the teacher at full width and the student at a sampled width, its widest and its narrowest;
+the architecture step runs the same passes as the release's ``Architect`` does
+(``arch_sandwich: false``: teacher and sampled student only). Samples come from a
 generator seeded with ``(sample_seed, sample_step)``, ``sample_step`` a buffer counted up per
 sample: every DDP rank draws the same widths, and a resumed search draws the same as an
 uninterrupted one.
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -154,7 +156,6 @@ class FasterSegOutput:
     passes: list[tuple[str, dict[str, torch.Tensor]]]
     student: torch.Tensor
     teacher: torch.Tensor | None = None
-    images: torch.Tensor | None = field(default=None, repr=False)
 
 
 class FasterSegSpace(SearchSpace):
@@ -170,6 +171,9 @@ class FasterSegSpace(SearchSpace):
         teacher_stem_head_width: Those of the teacher (12, 12).
         teacher: Co-search a teacher (the release does); ``False``: the student alone.
         sandwich: Weight steps also train the student at its widest and narrowest widths.
+        arch_sandwich: Architecture steps do too (the release's ``Architect`` evaluates the
+            same loss as the weight step); ``False``: teacher and sampled student only (half
+            the passes).
         gumbel_tau: Gumbel-softmax temperature of the width sampling.
         sample_seed: Seed of the width sampling (shared by every DDP rank).
         lasts: The student's final branch pair, ``[2, 1]`` or ``[2, 0]``; ``null`` (default)
@@ -180,6 +184,8 @@ class FasterSegSpace(SearchSpace):
         ohem_thresh: If set, the search loss is OHEM cross-entropy with this probability
             threshold and at least 1/16 of the pixels kept (the release: 0.7,
             :class:`~lightning_nas.losses.OhemCrossEntropy`); ``None``: plain cross-entropy.
+        latency_scale_weights: Weights of the expected latencies of the paths ending at 1/8,
+            1/16 and 1/32 in :meth:`expected_latency` (the release: 3/12, 4/12, 5/12).
 
     Example:
         >>> space = FasterSegSpace(num_classes=3, layers=8, Fch=1, widths=(6, 12))
@@ -199,12 +205,14 @@ class FasterSegSpace(SearchSpace):
         teacher_stem_head_width: tuple[int, int] = (12, 12),
         teacher: bool = True,
         sandwich: bool = True,
+        arch_sandwich: bool = True,
         gumbel_tau: float = 1.0,
         sample_seed: int = 0,
         lasts: tuple[int, int] | None = None,
         target_latency_ms: float = 8.3,
         arch_init: float = 1e-3,
         ohem_thresh: float | None = None,
+        latency_scale_weights: tuple[float, float, float] = (3 / 12, 4 / 12, 5 / 12),
     ) -> None:
         super().__init__()
         check_min_ints(
@@ -249,6 +257,7 @@ class FasterSegSpace(SearchSpace):
         }
         self.sets = SETS if teacher else ("student",)
         self.sandwich = sandwich
+        self.arch_sandwich = arch_sandwich
         self.gumbel_tau = float(gumbel_tau)
         self.sample_seed = int(sample_seed)
         self.lasts = None if lasts is None else tuple(lasts)
@@ -256,8 +265,15 @@ class FasterSegSpace(SearchSpace):
         if ohem_thresh is not None and not 0 < ohem_thresh <= 1:
             raise ConfigError(f"FasterSegSpace: ohem_thresh must be in (0, 1], got {ohem_thresh!r}")
         self.ohem_thresh = ohem_thresh
+        weights = tuple(float(w) for w in latency_scale_weights)
+        if len(weights) != 3 or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ConfigError(
+                "FasterSegSpace: latency_scale_weights must be three weights >= 0 (1/8, 1/16, "
+                f"1/32) with a positive sum, got {latency_scale_weights!r}"
+            )
+        self.latency_scale_weights = weights
         self._phase = "weight"
-        self._last_output: FasterSegOutput | None = None
+        self._teacher_cache: tuple[torch.Tensor, torch.Tensor] | None = None  # (images, logits)
         self.last_sample: list[list[int]] | None = None  # width indices of the last sample
 
         self.stems = nn.ModuleDict(
@@ -339,7 +355,7 @@ class FasterSegSpace(SearchSpace):
         return labels
 
     def set_phase(self, phase: str) -> None:
-        """``"weight"``: sandwich passes; ``"arch"``: sampled passes only."""
+        """``"weight"``: sandwich passes; ``"arch"``: also, unless ``arch_sandwich`` is off."""
         if phase not in ("weight", "arch"):
             raise ValueError(f"phase must be 'weight' or 'arch', got {phase!r}")
         self._phase = phase
@@ -416,8 +432,10 @@ class FasterSegSpace(SearchSpace):
 
         ``cell(l, j, input) -> (keep, down or None)``; the input of cell ``(l, j)`` is ``start``
         (l = 0), the previous same-scale output (1/8), the finer cell's down output (the first
-        cell of a scale), else ``β0 · down + β1 · keep``. Used for features (the forward) and for
-        cumulative latencies (the expected latency) alike.
+        cell of a scale); a cell with both runs on each and its outputs are mixed,
+        ``β0 · cell(down) + β1 · cell(keep)``, as the release's ``Network_Multi_Path`` does. Used
+        for features (the forward) and for cumulative latencies (the expected latency) alike;
+        for latencies (``before + op``, β summing to 1) it is the release's recursion.
         """
         keep: dict[tuple[int, int], Any] = {}
         down: dict[tuple[int, int], Any] = {}
@@ -429,9 +447,14 @@ class FasterSegSpace(SearchSpace):
                     inp = keep[(li - 1, 0)]
                 elif li == j:
                     inp = down[(li - 1, j - 1)]
-                else:
+                else:  # the cell runs on both inputs and β mixes its outputs (the release)
                     b = betas[j][li - j - 1]
-                    inp = b[0] * down[(li - 1, j - 1)] + b[1] * keep[(li - 1, j)]
+                    k0, d0 = cell(li, j, down[(li - 1, j - 1)])
+                    k1, d1 = cell(li, j, keep[(li - 1, j)])
+                    keep[(li, j)] = b[0] * k0 + b[1] * k1
+                    if d0 is not None:
+                        down[(li, j)] = b[0] * d0 + b[1] * d1
+                    continue
                 keep[(li, j)], out = cell(li, j, inp)
                 if out is not None:
                     down[(li, j)] = out
@@ -463,13 +486,14 @@ class FasterSegSpace(SearchSpace):
             teacher = preds[head].detach()
         sampled = self._run(x, "student", self._width_plan("student", "gumbel"))
         passes.append(("student/sampled", sampled))
-        if self._phase == "weight" and self.sandwich and len(self.widths) > 1:
+        extra = self.sandwich and (self._phase == "weight" or self.arch_sandwich)
+        if extra and len(self.widths) > 1:
             for mode in ("max", "min"):
                 passes.append(
                     (f"student/{mode}", self._run(x, "student", self._width_plan("student", mode)))
                 )
-        out = FasterSegOutput(passes=passes, student=sampled[head], teacher=teacher, images=x)
-        self._last_output = out
+        out = FasterSegOutput(passes=passes, student=sampled[head], teacher=teacher)
+        self._teacher_cache = None if teacher is None else (x, teacher)
         return out
 
     def search_loss(self, output: Any, mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
@@ -515,9 +539,9 @@ class FasterSegSpace(SearchSpace):
         """
         if "teacher" not in self.sets:
             raise ConfigError("FasterSegSpace: teacher_logits needs teacher: true (co-search)")
-        last = self._last_output
-        if last is not None and last.images is x and last.teacher is not None:
-            return last.teacher
+        cache = self._teacher_cache
+        if cache is not None and cache[0] is x:
+            return cache[1]
         with torch.no_grad():
             preds = self._run(x, "teacher", self._width_plan("teacher", "max"))
         return preds[self._main_head()].detach()
@@ -530,7 +554,7 @@ class FasterSegSpace(SearchSpace):
             ratios = [getattr(self, f"ratio_student_{j}").detach().cpu() for j in range(3)]
             return alphas, betas, ratios, list(self.widths)
         ratios = [torch.zeros(self.layers - max(j, 1), 1) for j in range(3)]
-        return alphas, betas, ratios, [max(self.widths) if arch_set == "student" else 12]
+        return alphas, betas, ratios, [max(self.widths)]  # the teacher: always the widest
 
     def record_branch_scores(
         self, miou: Mapping[tuple[int, int], float], latency_ms: Mapping[tuple[int, int], float]
@@ -749,8 +773,8 @@ class FasterSegSpace(SearchSpace):
             op = lat[(li, j, "down")]
             return keep, before + torch.einsum("o,a,b,oab->", a, p_in, node(li, j + 1), op)
 
-        paths = self._lattice(like.new_zeros(()), B, cell)
-        return stem + paths[2] + 0.5 * (paths[0] + paths[1])
+        paths = self._lattice(like.new_full((), stem), B, cell)
+        return sum(w * path for w, path in zip(self.latency_scale_weights, paths))
 
     def expected_latency(
         self, table: LatencyTable, input_size: tuple[int, int] | None = None
@@ -758,11 +782,11 @@ class FasterSegSpace(SearchSpace):
         """Differentiable expected latency (ms) of the student's stem and cells.
 
         Each cell's expected latency (``Σ_o α_o Σ_{a,b} p_in(a) p_out(b) lat(o, a, b)``, p the
-        width distributions) is accumulated along the β-weighted paths to the three final
-        scales (the release's ``forward_latency``); the total is
-        ``stem + path(1/32) + (path(1/8) + path(1/16)) / 2`` — the two branch pairs the
-        derivation chooses from, averaged. For one-hot α, β, γ it is the table sum of the
-        chosen ops along those paths (each branch counted in full). The head, a constant of
+        width distributions) is accumulated from the stem along the β-weighted paths to the
+        three final scales, and the three path latencies are weighted by
+        ``latency_scale_weights`` (3/12, 4/12, 5/12 for 1/8, 1/16, 1/32: the release's
+        ``forward_latency``). For one-hot α, β, γ it is that weighted sum of the table sums of
+        the chosen ops along the three paths (stem included in each). The head, a constant of
         the derived network, is left out (:meth:`derived_latency` includes it).
         """
         size = table.input_size if input_size is None else tuple(input_size)

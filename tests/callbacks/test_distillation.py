@@ -105,6 +105,29 @@ def test_term_is_positive_and_trains_the_student_only():
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())
 
 
+def test_phases_and_start_epoch():
+    from types import SimpleNamespace
+
+    teacher = net(1)
+    b = batch()
+    student = SegmentationModule(net(0))
+    logits = student(b["image"])
+    for phases, expect in ((("weight",), (True, False)), (("arch",), (False, True))):
+        cb = Distillation(teacher=teacher, phases=phases)
+        got = (cb.weight_loss(student, logits, b), cb.arch_loss(student, logits, b))
+        assert tuple(t is not None for t in got) == expect
+    # before start_epoch nothing; None follows the module's arch_start_epoch
+    fake = SimpleNamespace(current_epoch=1, arch_start_epoch=2)
+    assert Distillation(teacher=teacher, start_epoch=2).weight_loss(fake, logits, b) is None
+    assert Distillation(teacher=teacher, start_epoch=None).weight_loss(fake, logits, b) is None
+    fake.current_epoch = 2
+    assert Distillation(teacher=teacher, start_epoch=None).weight_loss(fake, logits, b) > 0
+    with pytest.raises(ConfigError, match="start_epoch"):
+        Distillation(teacher=teacher, start_epoch=-1)
+    with pytest.raises(ConfigError, match="phases"):
+        Distillation(teacher=teacher, phases=("test",))
+
+
 def test_ignored_pixels_are_excluded_or_kept():
     module = SegmentationModule(net(0)).eval()
     teacher = net(1)

@@ -364,7 +364,7 @@ def test_branch_ending_at_one_eighth() -> None:
 def test_single_branch_and_three_branches() -> None:
     one = _genotype([["conv_2x", "conv", "skip"]], [[0, 1, 2]], [[12, 12]])
     net = FasterSegNetwork(one, num_classes=2, Fch=2)
-    assert net.plan.lasts == (2,) and net.plan.fusion == (16, 32)
+    assert net.plan.lasts == (2,) and net.plan.fusion == (16, 16)  # nf8 · branches
     assert net.heads16.conv.conv.in_channels == net.plan.ch_16 == 32
     assert net(torch.randn(1, 3, 35, 29)).shape == (1, 2, 35, 29)
     assert [c.op for c in fasterseg_latency_configs(one, 2, (35, 29), Fch=2)].count("concat") == 0
@@ -387,7 +387,7 @@ def test_single_branch_and_three_branches() -> None:
     ]
     torch.manual_seed(0)
     net = FasterSegNetwork(three, num_classes=3, Fch=2).eval()
-    assert net.plan.fusion == (3 * plan.head[0], 2 * plan.head[0])
+    assert net.plan.fusion == (3 * plan.head[0], 3 * plan.head[0])
     assert net.heads16.conv.conv.in_channels == plan.features[0][1] + plan.features[1][1]
     assert net(torch.randn(2, 3, 50, 66)).shape == (2, 3, 50, 66)
 

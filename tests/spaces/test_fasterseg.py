@@ -101,6 +101,9 @@ def test_weight_and_arch_phases_run_the_documented_passes() -> None:
     )
     space.set_phase("arch")
     out = space(x)
+    assert len(out.passes) == 4  # the release's Architect evaluates the same loss
+    space.arch_sandwich = False
+    out = space(x)
     assert [name for name, _ in out.passes] == ["teacher", "student/sampled"]
     space.search_loss(out, mask, 255).backward()
     grads = {k: v.grad for k, v in space.arch_parameters().items()}
@@ -270,7 +273,10 @@ def test_expected_latency_of_a_one_hot_student_is_the_table_sum() -> None:
         expected = float(space.expected_latency(table).detach())
         stem = table[space._stem_config(size)]
         paths = [_path_sum(space, table, size, last) for last in range(3)]
-        assert expected == pytest.approx(stem + paths[2] + 0.5 * (paths[0] + paths[1]), rel=1e-5)
+        weights = (3 / 12, 4 / 12, 5 / 12)  # the release's scale_latency_weights
+        assert expected == pytest.approx(
+            sum(w * (stem + p) for w, p in zip(weights, paths)), rel=1e-5
+        )
         assert set(space.latency_components(table)) == {"operators", "strides", "expansion"}
 
 
@@ -329,3 +335,44 @@ def test_ohem_search_loss_sums_ohem_over_passes_and_heads() -> None:
     assert expected != pytest.approx(plain)
     with pytest.raises(ConfigError, match="ohem_thresh"):
         _space(ohem_thresh=1.5)
+
+
+def test_the_step_keeps_no_graph_and_the_teacher_is_the_widest() -> None:
+    import copy
+
+    space = _space(widths=(4, 8))
+    space.train()
+    x = _batch()[0]
+    space(x)
+    clone = copy.deepcopy(space)  # an EMA / SWA callback may copy the module mid-fit
+    assert clone.teacher_logits(x).shape == (2, 3, 4, 4)
+    teacher = space.extra_genotypes()["teacher"]
+    assert {w for ws in teacher.widths for w in ws} == {8}  # max(widths), as the teacher ran
+
+
+def test_beta_mixes_the_outputs_of_the_cell_on_both_inputs() -> None:
+    """Cell (2, 1) has two inputs: its output is β0 · cell(down) + β1 · cell(keep)."""
+    space = _space(teacher=False)
+    space.eval()
+    with torch.no_grad():
+        space.beta_student_1[0] = torch.tensor([0.0, 1.0])  # layer 2's 1/16 cell
+    seen = []
+    op = space.cells["2_1"]["keep"]
+    handle = op.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+    captured = {}
+    orig = space._lattice
+
+    def spy(start, betas, cell):
+        captured["b"] = betas[1][0].clone()
+        return orig(start, betas, cell)
+
+    space._lattice = spy
+    with torch.no_grad():
+        space(_batch()[0])
+    handle.remove()
+    assert len(seen) == 2  # once per input
+    b = captured["b"]
+    # the two runs differ (different inputs); β weights their outputs
+    (_, out_down), (_, out_keep) = seen
+    assert not torch.allclose(out_down, out_keep)
+    assert torch.allclose(b.sum(), torch.tensor(1.0))
