@@ -54,8 +54,6 @@ from torch import nn
 
 from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.genotypes import FasterSegGenotype
-from lightning_nas.latency.measure import OpConfig
-from lightning_nas.latency.table import LatencyTable
 from lightning_nas.losses import OhemCrossEntropy
 from lightning_nas.ops_fasterseg import (
     FASTERSEG_PRIMITIVES,
@@ -67,6 +65,7 @@ from lightning_nas.ops_fasterseg import (
     stem_channels,
 )
 from lightning_nas.spaces._fasterseg_derive import derive_branch, select_lasts
+from lightning_nas.spaces._fasterseg_latency import FasterSegLatency
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = [
@@ -158,7 +157,7 @@ class FasterSegOutput:
     teacher: torch.Tensor | None = None
 
 
-class FasterSegSpace(SearchSpace):
+class FasterSegSpace(FasterSegLatency, SearchSpace):
     """FasterSeg's supernet with a teacher and a student architecture (co-search).
 
     Args:
@@ -632,195 +631,6 @@ class FasterSegSpace(SearchSpace):
         scores = sets.get("scores")
         if scores:
             self.record_branch_scores(scores["miou"], scores["latency"])
-
-    # ----------------------------------------------------------------- latency
-    def _sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
-        h, w = input_size
-        for _ in range(3):
-            h, w = -(-h // 2), -(-w // 2)
-        sizes = [(h, w)]
-        for _ in range(2):
-            h, w = -(-h // 2), -(-w // 2)
-            sizes.append((h, w))
-        return sizes
-
-    def _stem_config(self, input_size: tuple[int, int], arch_set: str = "student") -> OpConfig:
-        from lightning_nas.networks.fasterseg import stem_latency_config
-
-        return stem_latency_config(self.Fch, self.stem_head[arch_set][0], tuple(input_size))
-
-    def _cell_ops(self, li: int, j: int, target: str) -> tuple[list[int], list[int], int, int]:
-        """``(input channel choices, output choices, output scale, stride)`` of an op."""
-        ins = [self._channels(0, self.stem_head["student"][0])] if li == 0 else None
-        jj = j if target == "keep" else j + 1
-        if li == self.layers - 1:
-            outs = [self._channels(jj, self.stem_head["student"][1])]
-        else:
-            outs = [self._channels(jj, w) for w in self.widths]
-        if ins is None:
-            ins = [self._channels(j, w) for w in self.widths]
-        return ins, outs, jj, 1 if target == "keep" else 2
-
-    def _op_positions(self) -> list[tuple[int, int, str]]:
-        """Every mixed op of the lattice: ``(layer, scale, "keep" | "down")``."""
-        return [
-            (li, j, target)
-            for li in range(self.layers)
-            for j in range(min(li, 2) + 1)
-            for target in (("keep", "down") if j < 2 and li < self.layers - 1 else ("keep",))
-        ]
-
-    def _op_configs(
-        self, li: int, j: int, target: str, sizes: Sequence[tuple[int, int]]
-    ) -> list[list[list[OpConfig]]]:
-        """Configurations of a mixed op, indexed ``[op][input width][output width]``."""
-        ins, outs, _, stride = self._cell_ops(li, j, target)
-        return [
-            [[OpConfig(f"fs_{op}", ci, co, *sizes[j], stride=stride) for co in outs] for ci in ins]
-            for op in FASTERSEG_PRIMITIVES
-        ]
-
-    def latency_configs(self, input_size: tuple[int, int]) -> list[OpConfig]:
-        """Every configuration a latency table needs for the student at ``input_size``.
-
-        The stem, every op of every cell at every (input, output) width the student can take,
-        and the head pieces of every network the space can derive (so
-        :meth:`derived_latency` never misses an entry).
-        """
-        from lightning_nas.networks.fasterseg import head_latency_configs
-
-        size = tuple(input_size)
-        sizes = self._sizes(size)
-        configs = {self._stem_config(size).key: self._stem_config(size)}
-        for position in self._op_positions():
-            for per_op in self._op_configs(*position, sizes):
-                for row in per_op:
-                    for cfg in row:
-                        configs.setdefault(cfg.key, cfg)
-        stem_c = self._channels(0, self.stem_head["student"][0])
-        c8 = sorted({stem_c, *(self._channels(0, w) for w in self.widths)})
-        c16 = sorted({self._channels(1, w) for w in self.widths})
-        for cfg in head_latency_configs(
-            self.num_classes, size, self.Fch, self.stem_head["student"][1], c8, c16
-        ):
-            configs.setdefault(cfg.key, cfg)
-        return list(configs.values())
-
-    def _latency_tensors(self, table: LatencyTable, size: tuple[int, int], like: torch.Tensor):
-        key = (table.digest, size, like.device, like.dtype)
-        cache = self.__dict__.setdefault("_latency_cache", {})
-        if key not in cache:
-            sizes = self._sizes(size)
-            lat = {
-                position: like.new_tensor(
-                    [
-                        [[table[c] for c in row] for row in per_op]
-                        for per_op in self._op_configs(*position, sizes)
-                    ]
-                )
-                for position in self._op_positions()
-            }
-            cache.clear()
-            cache[key] = (table[self._stem_config(size)], lat)
-        return cache[key]
-
-    def _expected(
-        self, table: LatencyTable, size: tuple[int, int], alpha: str, beta: str, gamma: str
-    ) -> torch.Tensor:
-        """Expected student latency, each decision ``"soft"``, ``"uniform"`` or ``"max"``.
-
-        ``"soft"``: softmax of the logits; ``"max"`` (γ only): the widest width.
-        """
-        like = self.alpha_student_0
-        stem, lat = self._latency_tensors(table, size, like)
-        n_ops, n_w = len(FASTERSEG_PRIMITIVES), len(self.widths)
-
-        def alphas(j: int) -> torch.Tensor:
-            a = getattr(self, f"alpha_student_{j}")
-            return F.softmax(a, -1) if alpha == "soft" else torch.full_like(a, 1 / n_ops)
-
-        def betas(j: int) -> torch.Tensor:
-            b = getattr(self, f"beta_student_{j}")
-            return F.softmax(b, -1) if beta == "soft" else torch.full_like(b, 0.5)
-
-        def widths(j: int) -> torch.Tensor:
-            rows = self.layers - max(j, 1)
-            if gamma == "soft" and n_w > 1:
-                return F.softmax(getattr(self, f"ratio_student_{j}"), -1)
-            if gamma == "uniform":
-                return like.new_full((rows, n_w), 1 / n_w)
-            p = like.new_zeros((rows, n_w))
-            p[:, -1] = 1
-            return p
-
-        A, B, G = (
-            [alphas(j) for j in range(3)],
-            {j: betas(j) for j in (1, 2)},
-            [widths(j) for j in range(3)],
-        )
-        one = like.new_ones(1)
-
-        def node(li: int, j: int) -> torch.Tensor:
-            if li == -1 or li == self.layers - 1:
-                return one
-            return G[j][li - 1 if j == 2 else li]
-
-        def cell(li: int, j: int, before: torch.Tensor) -> tuple[torch.Tensor, Any]:
-            p_in, a = node(li - 1, j), A[j][li - j]
-            keep = before + torch.einsum("o,a,b,oab->", a, p_in, node(li, j), lat[(li, j, "keep")])
-            if (li, j, "down") not in lat:
-                return keep, None
-            op = lat[(li, j, "down")]
-            return keep, before + torch.einsum("o,a,b,oab->", a, p_in, node(li, j + 1), op)
-
-        paths = self._lattice(like.new_full((), stem), B, cell)
-        return sum(w * path for w, path in zip(self.latency_scale_weights, paths))
-
-    def expected_latency(
-        self, table: LatencyTable, input_size: tuple[int, int] | None = None
-    ) -> torch.Tensor:
-        """Differentiable expected latency (ms) of the student's stem and cells.
-
-        Each cell's expected latency (``Σ_o α_o Σ_{a,b} p_in(a) p_out(b) lat(o, a, b)``, p the
-        width distributions) is accumulated from the stem along the β-weighted paths to the
-        three final scales, and the three path latencies are weighted by
-        ``latency_scale_weights`` (3/12, 4/12, 5/12 for 1/8, 1/16, 1/32: the release's
-        ``forward_latency``). For one-hot α, β, γ it is that weighted sum of the table sums of
-        the chosen ops along the three paths (stem included in each). The head, a constant of
-        the derived network, is left out (:meth:`derived_latency` includes it).
-        """
-        size = table.input_size if input_size is None else tuple(input_size)
-        return self._expected(table, size, "soft", "soft", "soft")
-
-    def latency_components(
-        self, table: LatencyTable, input_size: tuple[int, int] | None = None
-    ) -> dict[str, torch.Tensor]:
-        """The decoupled latency terms of reference §3.2.
-
-        ``operators`` (α; β uniform, widest γ), ``strides`` (β; α uniform, widest γ),
-        ``expansion`` (γ; α, β uniform).
-        """
-        size = table.input_size if input_size is None else tuple(input_size)
-        terms = {
-            "operators": self._expected(table, size, "soft", "uniform", "max"),
-            "strides": self._expected(table, size, "uniform", "soft", "max"),
-        }
-        if len(self.widths) > 1:
-            terms["expansion"] = self._expected(table, size, "uniform", "uniform", "soft")
-        return terms
-
-    def derived_latency(
-        self,
-        table: LatencyTable,
-        genotype: FasterSegGenotype | None = None,
-        input_size: tuple[int, int] | None = None,
-    ) -> float:
-        """Table estimate (ms) of the derived student network (shared cells counted once)."""
-        from lightning_nas.networks.fasterseg import fasterseg_latency_configs
-
-        size = table.input_size if input_size is None else tuple(input_size)
-        genotype = self.derive() if genotype is None else genotype
-        return table.total(fasterseg_latency_configs(genotype, self.num_classes, size, self.Fch))
 
 
 def _mul(a: Any, b: Any) -> Any:
