@@ -45,7 +45,7 @@ from torch import nn
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import GenotypeError, build_network
 from lightning_nas.latency.measure import device_name, measure_module
-from lightning_nas.summary import _build_args
+from lightning_nas.summary import add_build_arg, parse_build_args
 from lightning_nas.weights import load_weights
 
 __all__ = [
@@ -448,15 +448,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--in-channels", type=int, default=3, help="input channels of a genotype (default 3)"
     )
-    p.add_argument(
-        "--build-arg",
-        "--build",
-        dest="build_arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="network argument of a genotype, value read as YAML (repeatable), e.g. C=16",
-    )
+    add_build_arg(p, "network argument of a genotype, value read as YAML (repeatable), e.g. C=16")
     p.add_argument(
         "--weights", help="weights of a genotype's network: state_dict or SegmentationModule .ckpt"
     )
@@ -506,7 +498,7 @@ def _run(args: argparse.Namespace) -> int:
         args.num_classes,
         args.weights,
         in_channels=args.in_channels,
-        **_build_args(args.build_arg),
+        **parse_build_args(args.build_arg),
     )
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -39,7 +39,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype, GenotypeError, build_network
 
-__all__ = ["NetworkSummary", "format_summary", "summarize", "summarize_genotype", "summary_main"]
+__all__ = [
+    "NetworkSummary",
+    "add_build_arg",
+    "format_summary",
+    "parse_build_args",
+    "summarize",
+    "summarize_genotype",
+    "summary_main",
+]
 
 _META = torch.device("meta")
 
@@ -227,7 +235,7 @@ def format_summary(summary: NetworkSummary) -> str:
     return "\n".join(lines)
 
 
-def _build_args(items: Sequence[str]) -> dict[str, Any]:
+def parse_build_args(items: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -257,17 +265,22 @@ def _parser() -> argparse.ArgumentParser:
         help="input image size (default 1024 2048, a Cityscapes image)",
     )
     p.add_argument("--in-channels", type=int, default=3, help="input image channels")
-    p.add_argument(
+    add_build_arg(p, "network argument, value read as YAML (repeatable), e.g. filter_multiplier=48")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def add_build_arg(parser: argparse.ArgumentParser, help: str) -> None:
+    """Add ``--build-arg KEY=VALUE`` (repeatable; read with :func:`parse_build_args`)."""
+    parser.add_argument(
         "--build-arg",
         "--build",
         dest="build_arg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="network argument, value read as YAML (repeatable), e.g. filter_multiplier=48",
+        help=help,
     )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    return p
 
 
 def summary_main(argv: Sequence[str] | None = None) -> int:
@@ -286,7 +299,7 @@ def summary_main(argv: Sequence[str] | None = None) -> int:
             num_classes=args.num_classes,
             input_size=tuple(args.input_size),
             in_channels=args.in_channels,
-            **_build_args(args.build_arg),
+            **parse_build_args(args.build_arg),
         )
     except (ConfigError, GenotypeError, ValueError, OSError) as err:
         if os.environ.get("LIGHTNING_NAS_TRACEBACK"):
