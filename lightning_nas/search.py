@@ -56,6 +56,10 @@ from lightning_nas.genotypes import Genotype
 from lightning_nas.loss_terms import collect_terms
 from lightning_nas.spaces.base import SearchSpace
 
+# The module's defaults are DARTS' recipe (``train_search.py``: SGD 0.025 / 0.9 / 3e-4 with cosine
+# to 0.001; Adam 3e-4, betas (0.5, 0.999), wd 1e-3), stated here once and repeated by
+# experiments/darts.yaml. Every other method's YAML states its own recipe in full (the table in
+# docs/search.md and docs/fidelity.md lists them side by side).
 DEFAULT_WEIGHT_OPTIMIZER: dict[str, Any] = {
     "class_path": "torch.optim.SGD",
     "init_args": {"lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4},
@@ -66,8 +70,26 @@ DEFAULT_WEIGHT_LR_SCHEDULER: dict[str, Any] = {
 }
 DEFAULT_ARCH_OPTIMIZER: dict[str, Any] = {
     "class_path": "torch.optim.Adam",
-    "init_args": {"lr": 3e-3, "betas": [0.5, 0.999], "weight_decay": 1e-3},
+    "init_args": {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3},
 }
+
+
+class _SampleState:
+    """The global RNG states and a module's buffers, captured now and restorable at will."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self._buffers = list(module.buffers())
+        self._values = [b.detach().clone() for b in self._buffers]
+        self._cpu = torch.get_rng_state()
+        self._cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self._cpu)
+        if self._cuda is not None:
+            torch.cuda.set_rng_state_all(self._cuda)
+        with torch.no_grad():
+            for b, v in zip(self._buffers, self._values):
+                b.copy_(v)
 
 
 class SearchModule(SegmentationEvalMixin, LightningModule):
@@ -82,11 +104,14 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
             (default: cosine to 0.001 over ``T_max`` = 50 epochs; set ``T_max`` to
             ``trainer.max_epochs``). ``None``: constant lr.
         arch_optimizer: factory of the architecture optimizer, called with the architecture
-            parameters (default: Adam lr 3e-3, betas (0.5, 0.999), weight decay 1e-3).
+            parameters (default: DARTS' Adam lr 3e-4, betas (0.5, 0.999), weight decay 1e-3;
+            Auto-DeepLab's and FasterSeg's recipes set their own in their YAML).
         arch_lr_scheduler: optional factory of an architecture-lr schedule, stepped per epoch.
         arch_start_epoch: epochs of weight-only warm-up before architecture updates begin.
         unrolled: ``False`` — first-order architecture gradient; ``True`` — second order
             (virtual SGD step and finite-difference Hessian-vector product). Needs SGD weights.
+            For a stochastic space (sampled widths or paths) the three training-loss calls of
+            the step see one frozen sample, so the finite difference compares one subnetwork.
         gradient_clip_val: max L2 norm of the weight gradients (``None`` or 0: no clipping).
         arch_gradient_clip_val: max L2 norm of the architecture gradients (``None``: none).
         ignore_index: label value ignored by the loss and the metric.
@@ -364,8 +389,15 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         weights = [p for p in self.weight_parameters() if p.requires_grad]
         alphas = list(self.arch_parameters().values())
         record: dict[str, Any] = {}
+        # One sample for every training-loss call of the step: a stochastic space (FasterSeg's
+        # Gumbel widths, drop-path) would otherwise evaluate a different subnetwork at w, w⁺
+        # and w⁻, and the finite difference (g⁺ − g⁻) / 2ε would divide that sampling noise by
+        # a tiny ε. Rewinding the RNGs and the space's buffers (e.g. a sample counter) before
+        # each call freezes the sample; BatchNorm statistics are restored afterwards anyway.
+        frozen = _SampleState(self.space)
 
         def train_loss() -> torch.Tensor:
+            frozen.restore()
             return self._loss_with_terms(w_batch, "weight")[0]
 
         def val_loss() -> torch.Tensor:

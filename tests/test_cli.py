@@ -95,7 +95,10 @@ def test_printed_config_reruns(tmp_path, synthetic_root, capsys):
         "lightning_nas.spaces.darts.DartsSpace",
     )
     assert space["init_args"]["C"] == 4
-    assert config["model"]["init_args"]["arch_optimizer"]["init_args"]["lr"] == 0.003
+    # DARTS' release (train_search.py): Adam lr 3e-4, betas (0.5, 0.999), weight decay 1e-3
+    arch_opt = config["model"]["init_args"]["arch_optimizer"]["init_args"]
+    assert arch_opt["lr"] == 3e-4 and arch_opt["weight_decay"] == 1e-3
+    assert tuple(arch_opt["betas"]) == (0.5, 0.999)
     path = tmp_path / "printed.yaml"
     path.write_text(printed)
     cli = run_cli(["fit", "-c", str(path), "--trainer.fast_dev_run=true"], tmp_path)
