@@ -22,7 +22,9 @@ from lightning_nas.latency.table import LatencyTable
 
 __all__ = ["BranchSelection"]
 
-_PAIRS = ((2, 0), (2, 1))
+BRANCH_PAIRS = ((2, 0), (2, 1))
+"""The student's final branch pairs FasterSeg chooses between (scale indices: 1/32 with 1/8 or
+1/16)."""
 
 
 class BranchSelection(Callback):
@@ -88,7 +90,7 @@ class BranchSelection(Callback):
             pair: MulticlassJaccardIndex(
                 space.num_classes, ignore_index=self.ignore_index, average="macro"
             ).to(pl_module.device)
-            for pair in _PAIRS
+            for pair in BRANCH_PAIRS
         }
 
     @override
@@ -116,10 +118,11 @@ class BranchSelection(Callback):
         table = self._latency_table(trainer)
         miou = {pair: float(m.compute()) for pair, m in self._metrics.items()}
         latency = {
-            pair: float(space.derived_latency(table, space.derive_pair(pair))) for pair in _PAIRS
+            pair: float(space.derived_latency(table, space.derive_pair(pair)))
+            for pair in BRANCH_PAIRS
         }
         space.record_branch_scores(miou, latency)
-        for pair in _PAIRS:
+        for pair in BRANCH_PAIRS:
             tag = f"{pair[0]}-{pair[1]}"
             pl_module.log(f"branch/miou_{tag}", miou[pair], sync_dist=False)
             pl_module.log(f"branch/latency_ms_{tag}", latency[pair], sync_dist=False)

@@ -1,7 +1,9 @@
 """Distillation: a frozen teacher's soft predictions as an extra term of the weight loss.
 
-FasterSeg trains its student with ``KL(teacher ‖ student)`` per pixel added to the OHEM losses
-(weight 1). Here the term comes from a callback through the
+FasterSeg trains its student with ``nn.KLDivLoss()(log softmax(s), softmax(t))`` added to the
+OHEM losses (weight 1): the KL averaged over every element of the ``(N, K, H, W)`` logits, i.e.
+the per-pixel KL divided by the number of classes K (``reduction="mean"``, the default here).
+Here the term comes from a callback through the
 :class:`~lightning_nas.loss_terms.LossTerm` protocol, so it works for
 :class:`~lightning_nas.segmentation.SegmentationModule` (retrain) and
 :class:`~lightning_nas.search.SearchModule` alike. The maths is :func:`distillation_kl`.
@@ -10,7 +12,7 @@ FasterSeg trains its student with ``KL(teacher ‖ student)`` per pixel added to
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -30,18 +32,21 @@ def distillation_kl(
     teacher_logits: torch.Tensor,
     temperature: float = 1.0,
     valid: torch.Tensor | None = None,
+    reduction: Literal["mean", "pixel"] = "mean",
 ) -> torch.Tensor:
-    """Mean over pixels of ``KL(softmax(t/T) ‖ softmax(s/T)) · T²``.
+    """``KL(softmax(t/T) ‖ softmax(s/T)) · T²``, averaged.
 
-    The KL is summed over classes and averaged over the (valid) pixels. (FasterSeg calls
-    ``nn.KLDivLoss()`` with the old ``reduction="mean"``, which also divides by the number of
-    classes: its weight 1 is weight ``1 / num_classes`` here.)
+    ``reduction="mean"`` (FasterSeg's ``nn.KLDivLoss()``, ``train/train.py``): the mean over
+    every element of ``(N, K, H, W)``, i.e. the per-pixel KL / K. ``"pixel"``: the KL summed over
+    the classes and averaged over the pixels (K times larger). ``valid`` restricts the average
+    to some pixels.
 
     Args:
         student_logits: ``(N, K, H, W)``.
         teacher_logits: ``(N, K, H, W)``; no gradient flows into it.
         temperature: T > 0.
         valid: Optional ``(N, H, W)`` boolean mask of the pixels to average over.
+        reduction: ``"mean"`` (the release) or ``"pixel"``.
 
     Returns:
         A scalar tensor (0 when no pixel is valid, still attached to the student's graph).
@@ -49,11 +54,15 @@ def distillation_kl(
     Example:
         >>> s = torch.tensor([[[[0.0]], [[0.0]]]])          # (1, 2, 1, 1): uniform
         >>> t = torch.tensor([[[[2.0]], [[0.0]]]])
-        >>> round(float(distillation_kl(s, t)), 4)          # log 2 − H(sigmoid(2))
+        >>> round(float(distillation_kl(s, t, reduction="pixel")), 4)  # log 2 − H(sigmoid(2))
         0.3278
+        >>> round(float(distillation_kl(s, t)), 4)          # ... / K, K = 2
+        0.1639
         >>> float(distillation_kl(t, t))
         0.0
     """
+    if reduction not in ("mean", "pixel"):
+        raise ValueError(f"distillation: reduction must be 'mean' or 'pixel', got {reduction!r}")
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f"distillation: student logits {tuple(student_logits.shape)} and teacher logits "
@@ -66,7 +75,8 @@ def distillation_kl(
         kl = kl[valid]
         if kl.numel() == 0:
             return student_logits.sum() * 0.0
-    return kl.mean() * temperature**2
+    scale = temperature**2 / (student_logits.shape[1] if reduction == "mean" else 1)
+    return kl.mean() * scale
 
 
 def _load_weights(network: nn.Module, path: str) -> None:
@@ -97,8 +107,9 @@ class Distillation(LossTerm):
     An external teacher is frozen (``requires_grad=False``, eval mode), moved to the module's
     device at fit start and called under ``torch.no_grad()``; it is not part of the module, so it
     is neither optimised nor saved in the student's checkpoints. Its logits are resized to the
-    student's if they differ. Pixels whose label is ``ignore_index`` are left out of the average
-    (``ignore_index: null`` keeps them: the teacher's soft labels exist everywhere).
+    student's if they differ. By default every pixel counts, as in the release (the teacher's
+    soft labels exist everywhere); with ``ignore_index`` set, pixels with that label are left
+    out of the average.
 
     The module logs the term as ``train/loss/Distillation`` (retrain) or
     ``train/weight_loss/Distillation`` (search).
@@ -107,9 +118,13 @@ class Distillation(LossTerm):
         teacher_checkpoint: Path of the teacher's SegmentationModule checkpoint.
         teacher: The teacher network (with ``teacher_weights``, or already trained).
         teacher_weights: Path of the teacher network's weights.
-        weight: Weight of the term (FasterSeg: 1).
+        weight: Weight of the term (FasterSeg: 1, with ``reduction: mean``).
         temperature: Softmax temperature T (the term is multiplied by T²).
-        ignore_index: Label value whose pixels are excluded; ``None``: every pixel counts.
+        ignore_index: Label value whose pixels are excluded; ``None`` (default, the release):
+            every pixel counts.
+        reduction: ``"mean"`` (default, the release's ``nn.KLDivLoss()``: mean over classes
+            and pixels) or ``"pixel"`` (KL summed over classes, mean over pixels: K times the
+            release's term at the same weight). See :func:`distillation_kl`.
         phases: The search losses the term is added to: ``["weight"]`` (default; retraining
             has only this one) and/or ``"arch"`` (FasterSeg's co-search distils into the
             student's architecture loss too).
@@ -136,9 +151,10 @@ class Distillation(LossTerm):
         teacher_weights: str | None = None,
         weight: float = 1.0,
         temperature: float = 1.0,
-        ignore_index: int | None = 255,
+        ignore_index: int | None = None,
         phases: tuple[str, ...] = ("weight",),
         start_epoch: int | None = 0,
+        reduction: Literal["mean", "pixel"] = "mean",
     ) -> None:
         if teacher_weights is not None and teacher is None:
             raise ConfigError("Distillation: teacher_weights needs the teacher network (teacher)")
@@ -155,6 +171,11 @@ class Distillation(LossTerm):
                 f"{phases!r}"
             )
         self.phases = phases
+        if reduction not in ("mean", "pixel"):
+            raise ConfigError(
+                f"Distillation: reduction must be 'mean' or 'pixel', got {reduction!r}"
+            )
+        self.reduction = reduction
         if start_epoch is not None and (
             isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0
         ):
@@ -268,7 +289,7 @@ class Distillation(LossTerm):
                 mask = mask[:, 0]
             valid = mask.long() != self.ignore_index
         return self.weight * distillation_kl(
-            logits, teacher.to(logits.dtype), self.temperature, valid
+            logits, teacher.to(logits.dtype), self.temperature, valid, self.reduction
         )
 
     @override

@@ -10,7 +10,7 @@ checkpointed state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -24,9 +24,11 @@ from lightning_nas.loss_terms import LossTerm
 
 __all__ = [
     "FASTERSEG_COMPONENT_WEIGHTS",
+    "FASTERSEG_TWO_COMPONENT_WEIGHTS",
     "LatencyRegularization",
     "adapt_weight",
     "decoupled_latency",
+    "release_component_weights",
 ]
 
 FASTERSEG_COMPONENT_WEIGHTS: dict[str, float] = {
@@ -34,8 +36,31 @@ FASTERSEG_COMPONENT_WEIGHTS: dict[str, float] = {
     "strides": 497 / 500,
     "expansion": 2 / 500,
 }
-"""FasterSeg's decoupled weights as released (``search/architect.py``: r0 = 1/500 for the
-operators α, r1 = 497/500 for the downsampling β, r2 = 2/500 for the widths γ)."""
+"""FasterSeg's decoupled weights as released when the widths are searched
+(``search/architect.py``: r0 = 1/500 for the operators α, r1 = 497/500 for the downsampling β,
+r2 = 2/500 for the widths γ)."""
+
+FASTERSEG_TWO_COMPONENT_WEIGHTS: dict[str, float] = {
+    "operators": 1 / 500,
+    "strides": 499 / 500,
+}
+"""FasterSeg's released weights when the widths are not searched (``search/architect.py``,
+``len(width_mult_list) == 1``: r0 = 1/500, r1 = 499/500) — not 1/500 and 497/500 renormalised,
+which would give 1/498 : 497/498."""
+
+
+def release_component_weights(components: Mapping[str, Any]) -> dict[str, float]:
+    """The release's weights for the components a space reports (the default of the callback).
+
+    Example:
+        >>> release_component_weights({"operators": 0, "strides": 0})
+        {'operators': 0.002, 'strides': 0.998}
+        >>> sorted(release_component_weights({"operators": 0, "strides": 0, "expansion": 0}))
+        ['expansion', 'operators', 'strides']
+    """
+    if set(components) == set(FASTERSEG_TWO_COMPONENT_WEIGHTS):
+        return dict(FASTERSEG_TWO_COMPONENT_WEIGHTS)
+    return dict(FASTERSEG_COMPONENT_WEIGHTS)
 
 
 def decoupled_latency(
@@ -43,9 +68,9 @@ def decoupled_latency(
 ) -> torch.Tensor:
     """Σ_k w̃_k · L_k, with the weights normalised over the components present.
 
-    A single component gets weight 1 whatever its name. With several, each needs a weight;
-    normalising over the present ones reproduces FasterSeg's two-term ratios (1/500, 499/500)
-    when the widths are not searched.
+    A single component gets weight 1 whatever its name. With several, each needs a weight; they
+    are normalised over the present ones (the release's sets already sum to 1, see
+    :func:`release_component_weights`).
 
     Args:
         components: Latency terms (ms) by name, e.g. ``{"operators": ..., "strides": ...}``.
@@ -80,8 +105,17 @@ def decoupled_latency(
     return sum(float(weights[k]) / total * v for k, v in components.items())  # type: ignore[return-value]
 
 
-def adapt_weight(weight: float, fps: float, fps_window: tuple[float, float]) -> float:
-    """FasterSeg's controller: halve λ at or above the max FPS, double it at or below the min.
+def adapt_weight(
+    weight: float, fps: float | Sequence[float], fps_window: tuple[float, float]
+) -> float:
+    """FasterSeg's controller: halve λ if any FPS ≥ max, else double it if any FPS ≤ min.
+
+    As ``search/train_search.py``, where either branch pair decides.
+
+    Args:
+        weight: The current λ.
+        fps: The current FPS, or one per candidate (FasterSeg: the two branch pairs).
+        fps_window: ``(min_fps, max_fps)``.
 
     Example:
         >>> adapt_weight(0.01, fps=200.0, fps_window=(155.0, 175.0))
@@ -90,11 +124,16 @@ def adapt_weight(weight: float, fps: float, fps_window: tuple[float, float]) -> 
         0.02
         >>> adapt_weight(0.01, fps=160.0, fps_window=(155.0, 175.0))
         0.01
+        >>> adapt_weight(0.01, fps=[160.0, 180.0], fps_window=(155.0, 175.0))  # either pair
+        0.005
+        >>> adapt_weight(0.01, fps=[100.0, 180.0], fps_window=(155.0, 175.0))  # halving first
+        0.005
     """
+    values = [float(fps)] if isinstance(fps, int | float) else [float(f) for f in fps]
     low, high = fps_window
-    if fps >= high:
+    if any(f >= high for f in values):
         return weight / 2
-    if fps <= low:
+    if any(f <= low for f in values):
         return weight * 2
     return weight
 
@@ -110,22 +149,43 @@ class LatencyRegularization(LossTerm):
     (the table estimate of the network it would derive now), that is the "current latency" of
     the target and the FPS window, else the expected latency is.
 
+    **Units.** λ multiplies milliseconds of the table's device. FasterSeg's λ = 0.01 is per
+    millisecond of its 1080Ti/TensorRT table, where its student runs in 6.4 ms; on a device
+    where the same network takes 85× longer the same λ pushes 85× harder against the task loss.
+    ``latency_unit_ms`` (or ``reference_genotype`` + ``reference_latency_ms``, which measure it)
+    expresses every latency in reference milliseconds, ``L / latency_unit_ms``: the term, the
+    target and the FPS window then mean what they mean in the release on any device.
+
     The table is read once at setup and never changed. Logged each training step: the module
     logs the term as ``train/arch_loss/LatencyRegularization``; this callback logs
     ``latency/expected_ms``, ``latency/<component>_ms`` (several components),
-    ``latency/derived_ms`` (when available) and ``latency/lambda``.
+    ``latency/derived_ms`` (when available), all in table milliseconds, ``latency/lambda``,
+    ``latency/unit_ms`` and ``latency/term_ratio`` (the latency term over the task term of the
+    architecture loss, the balance that λ sets).
 
     Args:
         table: Path of the latency table (``lightning-nas latency build``).
         weight: λ, the initial weight of the term (FasterSeg: 0.01).
         component_weights: Weights of the latency components by name (normalised over the
-            components the space reports); default: FasterSeg's released
-            :data:`FASTERSEG_COMPONENT_WEIGHTS`.
-        target_ms: Penalise only while the current latency is above this many ms (the term is
-            zero otherwise); ``None``: always.
-        fps_window: ``(min_fps, max_fps)``: at each training-epoch end λ is halved if the
-            current FPS (``1000 · table batch size / current ms``) is at or above ``max_fps`` and
-            doubled if at or below ``min_fps`` (FasterSeg: (155, 175)); ``None``: constant λ.
+            components the space reports); default: the release's for the components the
+            space reports (:func:`release_component_weights`: 1/500, 497/500, 2/500 with
+            widths, 1/500, 499/500 without).
+        target_ms: Penalise only while the current latency is above this many (reference) ms
+            (the term is zero otherwise); ``None``: always.
+        fps_window: ``(min_fps, max_fps)``: at the end of each training epoch with
+            architecture updates λ is halved if a current FPS (``1000 · table batch size /
+            current reference ms``) is at or above ``max_fps``, else doubled if one is at or
+            below ``min_fps`` (FasterSeg: (155, 175), over both branch pairs when the space
+            has them); ``None``: constant λ. Warm-up epochs before the module's
+            ``arch_start_epoch`` never adapt λ (the architecture does not move).
+        latency_unit_ms: Table milliseconds per reference millisecond: every latency is divided
+            by it (the term, ``target_ms``, ``fps_window``). ``None``: 1, or measured from
+            ``reference_genotype``.
+        reference_genotype: A genotype file whose latency on the reference device is
+            ``reference_latency_ms``: ``latency_unit_ms`` = its table estimate (the space's
+            ``derived_latency``) / ``reference_latency_ms``, computed at setup. FasterSeg's
+            recipe: the published student, 6.414 ms in the release's table.
+        reference_latency_ms: The reference genotype's latency in reference milliseconds.
         input_size: Network input ``(H, W)`` the latency is estimated for; the table must have
             been built for it. Default: the table's.
         device: If set (``"cuda"``, ``"cpu"``), the table must have been measured on this
@@ -155,15 +215,16 @@ class LatencyRegularization(LossTerm):
         device: str | None = None,
         dtype: str | None = None,
         allow_mismatch: bool = False,
+        latency_unit_ms: float | None = None,
+        reference_genotype: str | None = None,
+        reference_latency_ms: float | None = None,
     ) -> None:
         if not isinstance(table, str) or not table:
             raise ConfigError(f"LatencyRegularization: table must be a file path, got {table!r}")
         if not weight >= 0:
             raise ConfigError(f"LatencyRegularization: weight must be >= 0, got {weight!r}")
-        weights = dict(
-            FASTERSEG_COMPONENT_WEIGHTS if component_weights is None else component_weights
-        )
-        bad = {k: v for k, v in weights.items() if not v >= 0}
+        weights = None if component_weights is None else dict(component_weights)
+        bad = {k: v for k, v in (weights or {}).items() if not v >= 0}
         if bad:
             raise ConfigError(f"LatencyRegularization: component_weights must be >= 0, got {bad}")
         if target_ms is not None and not target_ms > 0:
@@ -175,6 +236,26 @@ class LatencyRegularization(LossTerm):
                     f"0 < min_fps < max_fps, got {fps_window!r}"
                 )
             fps_window = (float(fps_window[0]), float(fps_window[1]))
+        if latency_unit_ms is not None and not latency_unit_ms > 0:
+            raise ConfigError(
+                f"LatencyRegularization: latency_unit_ms must be > 0, got {latency_unit_ms!r}"
+            )
+        if (reference_genotype is None) != (reference_latency_ms is None):
+            raise ConfigError(
+                "LatencyRegularization: reference_genotype and reference_latency_ms go together "
+                f"(got reference_genotype={reference_genotype!r}, "
+                f"reference_latency_ms={reference_latency_ms!r})"
+            )
+        if reference_genotype is not None and latency_unit_ms is not None:
+            raise ConfigError(
+                "LatencyRegularization: give latency_unit_ms or reference_genotype + "
+                "reference_latency_ms, not both"
+            )
+        if reference_latency_ms is not None and not reference_latency_ms > 0:
+            raise ConfigError(
+                "LatencyRegularization: reference_latency_ms must be > 0, got "
+                f"{reference_latency_ms!r}"
+            )
         self.table_path = table
         self.weight = float(weight)
         self.component_weights = weights
@@ -184,6 +265,9 @@ class LatencyRegularization(LossTerm):
         self.device = device
         self.dtype = dtype
         self.allow_mismatch = allow_mismatch
+        self.latency_unit_ms = 1.0 if latency_unit_ms is None else float(latency_unit_ms)
+        self.reference_genotype = reference_genotype
+        self.reference_latency_ms = reference_latency_ms
         self.table: LatencyTable | None = None
 
     # ----------------------------------------------------------------- setup
@@ -222,7 +306,45 @@ class LatencyRegularization(LossTerm):
         if callable(configs):
             self.table.require(configs(size), context=f"{type(space).__name__} at {size}")
         with torch.no_grad():
-            decoupled_latency(self._components(space), self.component_weights)
+            decoupled_latency(self._components(space), self._weights(space))
+        if self.reference_genotype is not None and self.reference_latency_ms is not None:
+            self.latency_unit_ms = self._measure_unit(space)
+            rank_zero_info(
+                f"LatencyRegularization: {self.reference_genotype} is "
+                f"{self.latency_unit_ms * self.reference_latency_ms:.3f} table ms = "
+                f"{self.reference_latency_ms} reference ms: latency unit "
+                f"{self.latency_unit_ms:.4g} table ms"
+            )
+
+    def _measure_unit(self, space: Any) -> float:
+        from lightning_nas import genotypes
+
+        derived = getattr(space, "derived_latency", None)
+        if not callable(derived):
+            raise ConfigError(
+                f"LatencyRegularization: reference_genotype needs the space's derived_latency "
+                f"(table, genotype); {type(space).__name__} has none"
+            )
+        try:
+            genotype = genotypes.load(self.reference_genotype)
+        except FileNotFoundError:
+            raise ConfigError(
+                f"LatencyRegularization: reference_genotype file {self.reference_genotype} not "
+                "found"
+            ) from None
+        ms = float(derived(self.table, genotype, input_size=self._size()))
+        if not ms > 0:
+            raise ConfigError(
+                f"LatencyRegularization: reference_genotype {self.reference_genotype} has a "
+                f"table latency of {ms} ms (expected > 0)"
+            )
+        return ms / float(self.reference_latency_ms)  # type: ignore[arg-type]
+
+    def _weights(self, space: Any) -> dict[str, float]:
+        if self.component_weights is not None:
+            return self.component_weights
+        with torch.no_grad():
+            return release_component_weights(self._components(space))
 
     def _size(self) -> tuple[int, int]:
         if self.table is None:
@@ -237,23 +359,41 @@ class LatencyRegularization(LossTerm):
         return {"expected": space.expected_latency(self.table, self._size())}
 
     def current_latency(self, space: Any) -> float:
-        """The latency (ms) the target and the FPS window are checked against.
+        """The latency (reference ms) the target and the FPS window are checked against.
 
         The table estimate of the currently derived network when the space has
-        ``derived_latency(table)``, else its expected latency.
+        ``derived_latency(table)``, else its expected latency; divided by ``latency_unit_ms``.
         """
         derived = getattr(space, "derived_latency", None)
         if callable(derived):
-            return float(derived(self.table, input_size=self._size()))
+            return float(derived(self.table, input_size=self._size())) / self.latency_unit_ms
         with torch.no_grad():
-            return float(space.expected_latency(self.table, self._size()))
+            return float(space.expected_latency(self.table, self._size())) / self.latency_unit_ms
+
+    def candidate_latencies(self, space: Any) -> list[float]:
+        """The latencies (reference ms) the FPS window is checked against.
+
+        One per branch pair when the space derives branch pairs (FasterSeg: the release adapts
+        λ on either pair), else :meth:`current_latency`.
+        """
+        derive_pair = getattr(space, "derive_pair", None)
+        if callable(derive_pair) and callable(getattr(space, "derived_latency", None)):
+            from callbacks.branch_selection import BRANCH_PAIRS
+
+            return [
+                float(space.derived_latency(self.table, derive_pair(pair), self._size()))
+                / self.latency_unit_ms
+                for pair in BRANCH_PAIRS
+            ]
+        return [self.current_latency(space)]
 
     @override
     def arch_loss(
         self, module: pl.LightningModule, logits: torch.Tensor, batch: dict[str, Any]
     ) -> torch.Tensor | None:
         space = self._space(module)
-        term = decoupled_latency(self._components(space), self.component_weights)
+        term = decoupled_latency(self._components(space), self._weights(space))
+        term = term / self.latency_unit_ms
         if self.target_ms is not None and self.current_latency(space) <= self.target_ms:
             return term * 0.0
         return self.weight * term
@@ -281,14 +421,23 @@ class LatencyRegularization(LossTerm):
         if callable(getattr(space, "derived_latency", None)):
             metrics["latency/derived_ms"] = self.current_latency(space)
         metrics["latency/lambda"] = self.weight
+        metrics["latency/unit_ms"] = self.latency_unit_ms
+        logged = trainer.callback_metrics
+        term, task = (logged.get(f"train/arch_loss/{k}") for k in (self.name, "task"))
+        if term is not None and task is not None and float(task) != 0.0:
+            metrics["latency/term_ratio"] = float(term) / float(task)
         pl_module.log_dict(metrics, on_step=True, on_epoch=False)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.fps_window is None or self.table is None:
             return
-        ms = self.current_latency(self._space(pl_module))
-        fps = 1000.0 * self.table.batch_size / ms if ms > 0 else float("inf")
+        if pl_module.current_epoch < getattr(pl_module, "arch_start_epoch", 0):
+            return  # a warm-up epoch: the architecture did not move (the release: update_arch)
+        fps = [
+            1000.0 * self.table.batch_size / ms if ms > 0 else float("inf")
+            for ms in self.candidate_latencies(self._space(pl_module))
+        ]
         self.weight = adapt_weight(self.weight, fps, self.fps_window)
 
     # ----------------------------------------------------------------- state

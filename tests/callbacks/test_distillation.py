@@ -67,18 +67,49 @@ def test_kl_matches_an_independent_reference():
     for T in (1.0, 2.5):
         p_t = torch.softmax(t / T, 1)
         ref = (p_t * (p_t.log() - torch.log_softmax(s / T, 1))).sum(1).mean() * T * T
-        assert float(distillation_kl(s, t, T)) == pytest.approx(float(ref), rel=1e-5)
+        got = distillation_kl(s, t, T, reduction="pixel")
+        assert float(got) == pytest.approx(float(ref), rel=1e-5)
     valid = torch.zeros(2, 3, 4, dtype=torch.bool)
     valid[0, 1, 2] = valid[1, 0, 0] = True
     p_t = torch.softmax(t, 1)
     per_pixel = (p_t * (p_t.log() - torch.log_softmax(s, 1))).sum(1)
-    assert float(distillation_kl(s, t, valid=valid)) == pytest.approx(
+    assert float(distillation_kl(s, t, valid=valid, reduction="pixel")) == pytest.approx(
         float(per_pixel[valid].mean()), rel=1e-5
     )
     assert float(distillation_kl(s, t, valid=torch.zeros_like(valid))) == 0.0
     assert float(distillation_kl(s, s)) == 0.0
     with pytest.raises(ValueError, match="differ"):
         distillation_kl(s, t[:, :4])
+
+
+def test_default_reduction_is_the_releases_kldivloss():
+    """FasterSeg ``train/train.py``: ``nn.KLDivLoss()(F.softmax(s, 1).log(), F.softmax(t, 1))``."""
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(2, 19, 5, 6, generator=g), torch.randn(2, 19, 5, 6, generator=g)
+    release = torch.nn.KLDivLoss()(torch.softmax(s, 1).log(), torch.softmax(t, 1))
+    assert float(distillation_kl(s, t)) == pytest.approx(float(release), rel=1e-5)
+    # the per-pixel sum over classes is K = 19 times the release's term
+    ratio = distillation_kl(s, t, reduction="pixel") / distillation_kl(s, t)
+    assert float(ratio) == pytest.approx(19.0, rel=1e-6)
+    with pytest.raises(ValueError, match="reduction"):
+        distillation_kl(s, t, reduction="sum")
+
+
+def test_the_callback_defaults_to_the_release_over_every_pixel():
+    module = SegmentationModule(net(0)).eval()
+    teacher = net(1)
+    b = batch()
+    b["mask"][:, :4] = 255  # ignored labels still count in the release's KLDivLoss
+    logits = module(b["image"])
+    term = Distillation(teacher=teacher).weight_loss(module, logits, b)
+    with torch.no_grad():
+        t = teacher(b["image"])
+    release = torch.nn.KLDivLoss()(torch.softmax(logits, 1).log(), torch.softmax(t, 1))
+    assert float(term) == pytest.approx(float(release), rel=1e-5)
+    per_pixel = Distillation(teacher=teacher, reduction="pixel").weight_loss(module, logits, b)
+    assert float(per_pixel) == pytest.approx(float(term) * logits.shape[1], rel=1e-5)
+    with pytest.raises(ConfigError, match="reduction"):
+        Distillation(teacher=teacher, reduction="sum")
 
 
 # ----------------------------------------------------------------------------- the term
@@ -134,8 +165,9 @@ def test_ignored_pixels_are_excluded_or_kept():
     b = batch()
     logits = module(b["image"])
     all_ignored = {**b, "mask": torch.full_like(b["mask"], 255)}
-    assert Distillation(teacher=teacher).weight_loss(module, logits, all_ignored).item() == 0.0
-    kept = Distillation(teacher=teacher, ignore_index=None).weight_loss(module, logits, all_ignored)
+    dropped = Distillation(teacher=teacher, ignore_index=255)
+    assert dropped.weight_loss(module, logits, all_ignored).item() == 0.0
+    kept = Distillation(teacher=teacher).weight_loss(module, logits, all_ignored)
     assert kept.item() > 0
 
 

@@ -9,6 +9,7 @@ from callbacks.latency_regularization import (
     LatencyRegularization,
     adapt_weight,
     decoupled_latency,
+    release_component_weights,
 )
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.errors import ConfigError
@@ -86,6 +87,84 @@ def test_decoupled_weights_are_normalised_over_present_components():
 def test_adapt_weight_window():
     assert adapt_weight(1.0, 175.0, (155.0, 175.0)) == 0.5
     assert adapt_weight(1.0, 155.0, (155.0, 175.0)) == 2.0
+    # the release (train_search.py): halve if either pair is at/above max, elif double if either
+    # is at/below min
+    assert adapt_weight(1.0, [160.0, 175.0], (155.0, 175.0)) == 0.5
+    assert adapt_weight(1.0, [150.0, 170.0], (155.0, 175.0)) == 2.0
+    assert adapt_weight(1.0, [150.0, 180.0], (155.0, 175.0)) == 0.5
+    assert adapt_weight(1.0, [160.0, 170.0], (155.0, 175.0)) == 1.0
+
+
+def test_default_weights_are_the_releases_for_the_components_present():
+    # search/architect.py: r0 = 1/500, r1 = 499/500 without widths; 1/500, 497/500, 2/500 with
+    two = release_component_weights({"operators": 0, "strides": 0})
+    assert two == {"operators": 0.002, "strides": 0.998}
+    comps = {"operators": torch.tensor(10.0), "strides": torch.tensor(20.0)}
+    assert float(decoupled_latency(comps, two)) == pytest.approx(0.002 * 10 + 0.998 * 20)
+    three = release_component_weights({"operators": 0, "strides": 0, "expansion": 0})
+    assert three == {"operators": 0.002, "strides": 0.994, "expansion": 0.004}
+
+
+def test_lambda_adapts_only_after_architecture_epochs_on_either_pair(table_path):
+    from types import SimpleNamespace
+
+    class PairSpace:
+        """A space with two branch pairs whose table latencies are 4 ms and 8 ms."""
+
+        def expected_latency(self, table, size=None):
+            return torch.tensor(6.0)
+
+        def derive_pair(self, pair):
+            return pair
+
+        def derived_latency(self, table, genotype=None, input_size=None):
+            return {(2, 0): 4.0, (2, 1): 8.0}.get(genotype, 6.0)
+
+    cb = LatencyRegularization(table_path, weight=0.01, fps_window=(150.0, 200.0))
+    cb.table = LatencyTable.load(table_path)
+    module = SimpleNamespace(space=PairSpace(), current_epoch=0, arch_start_epoch=2)
+    # 250 and 125 FPS: one pair above the window → the release halves λ
+    assert cb.candidate_latencies(module.space) == [4.0, 8.0]
+    for epoch in (0, 1):  # warm-up epochs: no architecture step, no adaptation
+        module.current_epoch = epoch
+        cb.on_train_epoch_end(None, module)
+        assert cb.weight == 0.01
+    module.current_epoch = 2
+    cb.on_train_epoch_end(None, module)
+    assert cb.weight == 0.005
+    # in reference ms (a unit of 0.5 table ms): 500 and 250 FPS
+    unit = LatencyRegularization(table_path, fps_window=(150.0, 200.0), latency_unit_ms=0.5)
+    unit.table = cb.table
+    assert unit.candidate_latencies(module.space) == [8.0, 16.0]
+
+
+def test_latency_unit_rescales_the_term_and_can_be_measured(table_path, tmp_path):
+    from lightning_nas import genotypes
+
+    module = SearchModule(tiny_space())
+    plain = LatencyRegularization(table_path, weight=0.5)
+    plain.setup(None, module, "fit")
+    expected = float(module.space.expected_latency(plain.table))
+    assert float(plain.arch_loss(module, None, None)) == pytest.approx(0.5 * expected)
+    scaled = LatencyRegularization(table_path, weight=0.5, latency_unit_ms=4.0)
+    scaled.setup(None, module, "fit")
+    assert float(scaled.arch_loss(module, None, None)) == pytest.approx(0.5 * expected / 4.0)
+    # measured: the reference genotype's table latency is reference_latency_ms reference ms
+    path = tmp_path / "reference.yaml"
+    genotypes.save(module.space.derive(), path)
+    table_ms = module.space.derived_latency(plain.table)
+    measured = LatencyRegularization(
+        table_path, weight=0.5, reference_genotype=str(path), reference_latency_ms=2.0
+    )
+    measured.setup(None, module, "fit")
+    assert measured.latency_unit_ms == pytest.approx(table_ms / 2.0)
+    term = float(measured.arch_loss(module, None, None))
+    assert term == pytest.approx(0.5 * expected * 2.0 / table_ms)
+    assert measured.current_latency(module.space) == pytest.approx(2.0)
+    with pytest.raises(ConfigError, match="not found"):
+        LatencyRegularization(
+            table_path, reference_genotype=str(tmp_path / "no.yaml"), reference_latency_ms=1.0
+        ).setup(None, module, "fit")
 
 
 @pytest.mark.parametrize(
@@ -95,6 +174,11 @@ def test_adapt_weight_window():
         {"fps_window": (175.0, 155.0)},
         {"target_ms": 0.0},
         {"component_weights": {"operators": -1.0}},
+        {"latency_unit_ms": 0.0},
+        {"reference_genotype": "g.yaml"},
+        {"reference_latency_ms": 6.4},
+        {"reference_genotype": "g.yaml", "reference_latency_ms": -1.0},
+        {"reference_genotype": "g.yaml", "reference_latency_ms": 6.4, "latency_unit_ms": 2.0},
     ],
 )
 def test_invalid_arguments_raise_at_construction(kwargs):
@@ -163,9 +247,13 @@ def test_search_with_the_term_gets_faster_and_logs(tmp_path, synthetic_root, tab
         "latency/expected_ms",
         "latency/derived_ms",
         "latency/lambda",
+        "latency/unit_ms",
+        "latency/term_ratio",
     ):
         assert key in m, key
     assert float(m["latency/lambda"]) == 1.0
+    ratio = m["train/arch_loss/LatencyRegularization"] / m["train/arch_loss/task"]
+    assert float(m["latency/term_ratio"]) == pytest.approx(float(ratio), rel=1e-5)
     assert final[1.0] < final[0.0]
 
 
