@@ -7,7 +7,9 @@ A dataset's DataModule subclasses :class:`SegmentationDataModule` and says only
 (b) how raw label values map to train ids
     (``label_lut`` or :meth:`~SegmentationDataModule.label_mapping`),
 (c) its metadata (``CLASS_NAMES``, ``PALETTE``, ``ignore_index``, ``source``),
-(d) its default crop / scale / flip settings, as the defaults of its typed ``__init__``, and
+(d) its default crop / scale / flip settings, as the defaults of its typed ``__init__`` (the
+    random scale used when neither ``scale_range`` nor ``scales`` is set: ``default_scale_range``),
+    and
 (e) optionally, its submission format (:meth:`~SegmentationDataModule.encode_submission`,
     :meth:`~SegmentationDataModule.submission_name`, ``submission_dir``, ``submission_palette``),
     which ``callbacks.PredictionWriter`` writes.
@@ -23,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import albumentations as A
 import lightning as L
@@ -35,8 +37,10 @@ from lightning_nas.data._io import InvalidSampleError, read_image, read_label
 from lightning_nas.data._labels import LabelLUT, identity_lut
 from lightning_nas.data._listing import existing_pairs, match_pairs
 from lightning_nas.data.transforms import (
+    DEFAULT_SCALE_RANGE,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    check_scales,
     eval_transform,
     seed_transform,
     train_transform,
@@ -313,7 +317,11 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         search: Search mode: training loader pairs trainA (weights) with trainB (architecture).
         search_split_seed: Seed of the trainA / trainB split.
         crop_size: Training crop ``(height, width)`` or an int; ``None`` for no crop.
-        scale_range: Range of the random training scale factor; ``(1.0, 1.0)`` disables it.
+        scale_range: ``[low, high]`` of a continuous uniform random training scale factor
+            (DeepLab: ``[0.5, 2.0]``); ``[1.0, 1.0]`` disables it. ``None`` (and no ``scales``):
+            the dataset's ``default_scale_range``.
+        scales: Instead of ``scale_range``, a list of scale factors drawn with equal
+            probability (FasterSeg: ``[0.75, 1.0, 1.25]``). Giving both raises.
         hflip: Random horizontal flips in training.
         eval_batch_size: Batch size of val / test / predict loaders (``None``: ``batch_size``).
             Use 1 when a dataset's images differ in size.
@@ -323,7 +331,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         predict_split: Split whose images ``predict_dataloader`` serves (``None``: val).
 
     Raises:
-        ValueError: On a non-positive batch size, negative ``num_workers`` or bad scale range.
+        ConfigError: On a non-positive batch size, negative ``num_workers``, a bad
+            ``scale_range`` or ``scales``, or both of them.
     """
 
     #: Class names, in train-id order.
@@ -350,6 +359,11 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     submission_dir: ClassVar[str] = ""
     #: Write submission PNGs as palette images coloured with ``PALETTE`` (VOC's format).
     submission_palette: ClassVar[bool] = False
+    #: Random training scale range when neither ``scale_range`` nor ``scales`` is given.
+    default_scale_range: ClassVar[tuple[float, float]] = DEFAULT_SCALE_RANGE
+    #: Where a training image smaller than the crop sits in its padded crop: ``"top_left"``
+    #: (pad at the bottom / right, DeepLab) or ``"center"`` (the FasterSeg release).
+    pad_position: ClassVar[Literal["top_left", "center"]] = "top_left"
 
     def __init__(
         self,
@@ -361,7 +375,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         search: bool = False,
         search_split_seed: int = 0,
         crop_size: int | tuple[int, int] | None = None,
-        scale_range: tuple[float, float] = (0.5, 2.0),
+        scale_range: tuple[float, float] | None = None,
+        scales: list[float] | None = None,
         hflip: bool = True,
         eval_batch_size: int | None = None,
         long_side: int | None = None,
@@ -374,8 +389,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             raise ConfigError(f"batch sizes must be >= 1, got {batch_size} / {eval_batch_size}")
         if num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
-        if not 0 < scale_range[0] <= scale_range[1]:
-            raise ConfigError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
+        scale_range, scales = check_scales(scale_range, scales)
         if long_side is not None and long_side < 1:
             raise ConfigError(f"long_side must be >= 1 pixel or null, got {long_side}")
         self.save_hyperparameters()
@@ -387,7 +401,12 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self.search = search
         self.search_split_seed = search_split_seed
         self.crop_size = crop_size
-        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        #: The continuous scale range, or ``None`` when ``scales`` is used.
+        self.scale_range: tuple[float, float] | None = (
+            self.default_scale_range if scale_range is None and scales is None else scale_range
+        )
+        #: The discrete scale factors, or ``None`` when ``scale_range`` is used.
+        self.scales: tuple[float, ...] | None = scales
         self.hflip = hflip
         self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         self.long_side = long_side
@@ -428,7 +447,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         return LabelLUT(identity_lut(self.num_classes, self.ignore_index))
 
     def train_transform(self) -> A.Compose:
-        """The training pipeline, from ``crop_size``, ``scale_range``, ``hflip``, ``long_side``."""
+        """The training pipeline, from the crop, scale, flip, resize and pad settings."""
         return train_transform(
             self.crop_size,
             self.scale_range,
@@ -437,6 +456,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             self.std,
             self.ignore_index,
             long_side=self.long_side,
+            scales=self.scales,
+            pad_position=self.pad_position,
         )
 
     def eval_transform(self) -> A.Compose:

@@ -47,8 +47,10 @@ class CityscapesDataModule(SegmentationDataModule):
 
     Protocol (``"auto"`` defaults): the search (``search=True``) trains on 321×321 crops of
     half-resolution images (``long_side=1024``) as Auto-DeepLab; otherwise 769×769 crops at full
-    resolution; random scale 0.5–2.0 and flips in both. Evaluation on whole images (at half
-    resolution in search mode, so that the search's val mIoU is cheap). ``predict`` writes
+    resolution; random scale 0.5–2.0 (DeepLab) and flips in both. The method recipes narrow the
+    scale: the Auto-DeepLab search uses none (``scale_range: [1.0, 1.0]``); the FasterSeg release
+    draws one of ``scales: [0.75, 1.0, 1.25]``. Evaluation on whole images (at half resolution in
+    search mode, so that the search's val mIoU is cheap). ``predict`` writes
     label-id PNGs ``<city>_<seq>_<frame>_pred.png`` at full resolution, as the official
     ``evalPixelLevelSemanticLabeling`` script finds them (``CITYSCAPES_RESULTS``).
 
@@ -61,7 +63,10 @@ class CityscapesDataModule(SegmentationDataModule):
         search: Search mode (trainA / trainB halves of the training set).
         search_split_seed: Seed of the trainA / trainB split.
         crop_size: Training crop; ``"auto"``: 321 in search mode, else 769; ``None``: no crop.
-        scale_range: Range of the random training scale factor.
+        scale_range: ``[low, high]`` of a uniform random training scale factor; ``None``
+            (and no ``scales``): ``[0.5, 2.0]``.
+        scales: Scale factors drawn with equal probability instead of ``scale_range``
+            (FasterSeg: ``[0.75, 1.0, 1.25]``); not together with ``scale_range``.
         hflip: Random horizontal flips in training.
         eval_batch_size: Batch size of val / test / predict (``None``: ``batch_size``).
         long_side: Resize every image so its longer side has this length; ``"auto"``: 1024
@@ -98,7 +103,8 @@ class CityscapesDataModule(SegmentationDataModule):
         search: bool = False,
         search_split_seed: int = 0,
         crop_size: int | tuple[int, int] | Literal["auto"] | None = "auto",
-        scale_range: tuple[float, float] = (0.5, 2.0),
+        scale_range: tuple[float, float] | None = None,
+        scales: list[float] | None = None,
         hflip: bool = True,
         eval_batch_size: int | None = None,
         long_side: int | Literal["auto"] | None = "auto",
@@ -119,6 +125,7 @@ class CityscapesDataModule(SegmentationDataModule):
             search_split_seed=search_split_seed,
             crop_size=(321 if search else 769) if crop_size == "auto" else crop_size,
             scale_range=scale_range,
+            scales=scales,
             hflip=hflip,
             eval_batch_size=eval_batch_size,
             long_side=(1024 if search else None) if long_side == "auto" else long_side,

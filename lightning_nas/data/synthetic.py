@@ -227,9 +227,9 @@ class SyntheticDataModule(SegmentationDataModule):
     Always predicting the majority class (``ground``) scores mIoU 0.070 on the default val split
     (``MulticlassJaccardIndex(6, ignore_index=255, average="macro")``).
 
-    Defaults: ``crop_size=None`` means ``image_size`` (crop = whole image), ``scale_range=(1.0,
-    1.0)`` (no random scale: it would change the apparent size the disc classes depend on), and
-    horizontal flips on.
+    Defaults: ``crop_size=None`` means ``image_size`` (crop = whole image), no random scale
+    (``scale_range`` and ``scales`` ``None`` mean ``(1.0, 1.0)`` here: scaling would change the
+    apparent size the disc classes depend on), and horizontal flips on.
 
     Args:
         root: Folder of the rendered dataset.
@@ -244,7 +244,10 @@ class SyntheticDataModule(SegmentationDataModule):
         search: See :class:`SegmentationDataModule`.
         search_split_seed: See :class:`SegmentationDataModule`.
         crop_size: Training crop; ``None`` for ``image_size``.
-        scale_range: Range of the random training scale factor.
+        scale_range: ``[low, high]`` of a uniform random training scale factor; ``None``
+            (and no ``scales``): no random scale.
+        scales: Scale factors drawn with equal probability instead of ``scale_range``
+            (FasterSeg: ``[0.75, 1.0, 1.25]``); not together with ``scale_range``.
         hflip: Random horizontal flips in training.
         eval_batch_size: See :class:`SegmentationDataModule`.
         long_side: See :class:`SegmentationDataModule`.
@@ -274,6 +277,7 @@ class SyntheticDataModule(SegmentationDataModule):
     source = (
         "It is rendered by SyntheticDataModule.prepare_data() (Lightning calls it before setup)."
     )
+    default_scale_range = (1.0, 1.0)
 
     def __init__(
         self,
@@ -289,7 +293,8 @@ class SyntheticDataModule(SegmentationDataModule):
         search: bool = False,
         search_split_seed: int = 0,
         crop_size: int | tuple[int, int] | None = None,
-        scale_range: tuple[float, float] = (1.0, 1.0),
+        scale_range: tuple[float, float] | None = None,
+        scales: list[float] | None = None,
         hflip: bool = True,
         eval_batch_size: int | None = None,
         long_side: int | None = None,
@@ -312,6 +317,7 @@ class SyntheticDataModule(SegmentationDataModule):
             search_split_seed=search_split_seed,
             crop_size=image_size if crop_size is None else crop_size,
             scale_range=scale_range,
+            scales=scales,
             hflip=hflip,
             eval_batch_size=eval_batch_size,
             long_side=long_side,

@@ -63,7 +63,10 @@ class VOCDataModule(SegmentationDataModule):
         search: Search mode (trainA / trainB halves of the training set).
         search_split_seed: Seed of the trainA / trainB split.
         crop_size: Training crop (``None``: no crop).
-        scale_range: Range of the random training scale factor.
+        scale_range: ``[low, high]`` of a uniform random training scale factor; ``None``
+            (and no ``scales``): ``[0.5, 2.0]``.
+        scales: Scale factors drawn with equal probability instead of ``scale_range``
+            (FasterSeg: ``[0.75, 1.0, 1.25]``); not together with ``scale_range``.
         hflip: Random horizontal flips in training.
         eval_batch_size: Batch size of val / test / predict.
         long_side: Resize every image so its longer side has this length (``None``: keep).
@@ -99,7 +102,8 @@ class VOCDataModule(SegmentationDataModule):
         search: bool = False,
         search_split_seed: int = 0,
         crop_size: int | tuple[int, int] | None = 513,
-        scale_range: tuple[float, float] = (0.5, 2.0),
+        scale_range: tuple[float, float] | None = None,
+        scales: list[float] | None = None,
         hflip: bool = True,
         eval_batch_size: int | None = 1,
         long_side: int | None = None,
@@ -118,6 +122,7 @@ class VOCDataModule(SegmentationDataModule):
             search_split_seed=search_split_seed,
             crop_size=crop_size,
             scale_range=scale_range,
+            scales=scales,
             hflip=hflip,
             eval_batch_size=eval_batch_size,
             long_side=long_side,

@@ -67,8 +67,10 @@ def test_long_side_resize_then_crop(tree: Path) -> None:
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 3, 96, 112)
-    # every image is resized to a longer side of 100: a 112-wide crop needs padding
-    assert (batch["mask"][..., :6] == 255).all()
+    # every image is resized to a longer side of 100: a 112-wide crop needs padding, on the
+    # right (DeepLab's pad_to_bounding_box at offset 0), 0 in the normalised image
+    assert (batch["mask"][..., -12:] == 255).all()
+    assert (batch["image"][..., -12:] == 0.0).all()
     val = [tuple(b["mask"].shape[-2:]) for b in dm.val_dataloader()]
     assert val == [(100, 62), (100, 100)]  # 64x40 and 56x56 on disk
 

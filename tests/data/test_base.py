@@ -181,15 +181,16 @@ def test_crop_larger_than_image_pads_mask_with_ignore(tiny: Path) -> None:
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (5, 3, 40, 48)
     assert batch["mask"].shape == (5, 40, 48)
-    # PadIfNeeded centres the 24x32 image: 8 rows above/below, 8 columns left/right.
+    # The 24x32 image keeps its top-left corner (DeepLab pads bottom / right); a flip moves the
+    # column pad to the left. Padded image pixels are 0 after normalisation (the mean colour).
     mask, image = batch["mask"], batch["image"]
-    assert (mask[:, :8] == 255).all()
-    assert (mask[:, -8:] == 255).all()
-    assert (mask[:, :, :8] == 255).all()
-    assert (mask[:, :, -8:] == 255).all()
-    assert set(mask[:, 8:-8, 8:-8].unique().tolist()) == {0, 1, 2, 255}
-    # The image pad is 0 before normalisation.
-    assert torch.allclose(image[:, 0, :8], torch.tensor(-0.485 / 0.229))
+    assert (mask[:, 24:] == 255).all()
+    assert (image[:, :, 24:] == 0.0).all()
+    for m, x in zip(mask, image, strict=True):
+        pad = slice(32, None) if (m[:24, 32:] == 255).all() else slice(None, 16)
+        assert (m[:24, pad] == 255).all()
+        assert (x[:, :24, pad] == 0.0).all()
+    assert set(mask[:, :24, 16:32].unique().tolist()) == {0, 1, 2, 255}
 
 
 def test_train_transform_scales_and_crops() -> None:

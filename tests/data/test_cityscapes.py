@@ -92,9 +92,14 @@ def test_train_crops_pad_with_ignore(tree: Path) -> None:
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (4, 3, 80, 144)
     assert batch["mask"].shape == (4, 80, 144)
-    # the 64 x 128 image is centred: 8 rows and 8 columns of padding on each side
-    assert (batch["mask"][:, :8] == 255).all() and (batch["mask"][:, :, -8:] == 255).all()
-    assert batch["mask"][:, 8:-8, 8:-8].lt(19).any()
+    # the 64 x 128 image keeps its top-left corner (DeepLab pads bottom / right; a flip moves
+    # the 16 padded columns to the left); padded pixels are 0 in the normalised image
+    mask, image = batch["mask"], batch["image"]
+    assert (mask[:, 64:] == 255).all() and (image[:, :, 64:] == 0.0).all()
+    for m, x in zip(mask, image, strict=True):
+        pad = slice(128, None) if (m[:, 128:] == 255).all() else slice(None, 16)
+        assert (m[:, pad] == 255).all() and (x[:, :, pad] == 0.0).all()
+    assert mask[:, :64, 16:128].lt(19).any()
     # random scale + crop: fixed shape, values still train ids or 255
     dm = dm_(tree, crop_size=48, batch_size=4)
     dm.setup("fit")

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from fake_datasets import make_ade20k, make_cityscapes, make_voc
 from PIL import Image
 
 from lightning_nas.cli import NASCLI
+from lightning_nas.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_SEARCH = [
@@ -80,7 +82,58 @@ def test_retrain_overlay_keeps_retrain_protocol(tmp_path: Path) -> None:
     dm = cli.datamodule
     assert not dm.search
     assert (dm.crop_size, dm.long_side, dm.num_workers, dm.pin_memory) == (769, None, 8, True)
+    assert (dm.scale_range, dm.scales) == ((0.5, 2.0), None)  # DeepLab's retraining scale
     assert cli.model.network.num_classes == 19
+
+
+TINY_AUTODEEPLAB = [
+    "--model.init_args.space.init_args.layers=4",
+    "--model.init_args.space.init_args.filter_multiplier=2",
+]
+
+
+def test_autodeeplab_recipe_sets_no_random_scale() -> None:
+    # The paper searches on random 321x321 crops of half-resolution images, without scaling.
+    config = yaml.safe_load((REPO / "experiments/autodeeplab.yaml").read_text())
+    assert config["data"]["init_args"]["scale_range"] == [1.0, 1.0]
+    assert "scales" not in config["data"]["init_args"]
+    # The overlays set no scale, so that the method config's survives them.
+    for name in DATASETS:
+        overlay = yaml.safe_load((REPO / "experiments" / "data" / f"{name}.yaml").read_text())
+        assert not {"scale_range", "scales"} & set(overlay["data"]["init_args"]), name
+
+
+def test_autodeeplab_search_on_cityscapes_keeps_the_paper_protocol(tmp_path: Path) -> None:
+    cli = run(
+        ["-c", str(REPO / "experiments/autodeeplab.yaml"),
+         "-c", str(REPO / "experiments/data/cityscapes.yaml"), *TINY_AUTODEEPLAB],
+        tmp_path,
+        run=False,
+    )  # fmt: skip
+    dm = cli.datamodule
+    assert type(dm).__name__ == "CityscapesDataModule" and dm.search
+    assert (dm.crop_size, dm.long_side, dm.scale_range, dm.scales) == (321, 1024, (1.0, 1.0), None)
+
+
+def test_discrete_scales_compose_with_the_overlay(tmp_path: Path) -> None:
+    # What the FasterSeg recipes need: scales from the method config (here the command line)
+    # survive experiments/data/cityscapes.yaml.
+    cli = run(
+        ["-c", str(REPO / "experiments/retrain_darts.yaml"),
+         "-c", str(REPO / "experiments/data/cityscapes.yaml"), *TINY_RETRAIN,
+         "--data.init_args.scales=[0.75,1,1.25]"],
+        tmp_path,
+        run=False,
+    )  # fmt: skip
+    assert (cli.datamodule.scales, cli.datamodule.scale_range) == ((0.75, 1.0, 1.25), None)
+    with pytest.raises(ConfigError, match="scale_range and scales are mutually exclusive"):
+        run(
+            ["-c", str(REPO / "experiments/autodeeplab.yaml"),
+             "-c", str(REPO / "experiments/data/cityscapes.yaml"), *TINY_AUTODEEPLAB,
+             "--data.init_args.scales=[0.75,1,1.25]"],
+            tmp_path,
+            run=False,
+        )  # fmt: skip
 
 
 def test_predict_writes_a_voc_submission(tmp_path: Path) -> None:

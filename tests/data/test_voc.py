@@ -108,7 +108,8 @@ def test_crops_pad_with_ignore_and_eval_keeps_sizes(tree: Path) -> None:
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (4, 3, 72, 72)
-    assert (batch["mask"][:, :4] == 255).all()  # every image is at most 64 high: padded
+    # every image is at most 64 high: padded at the bottom, with 0 in the normalised image
+    assert (batch["mask"][:, -8:] == 255).all() and (batch["image"][:, :, -8:] == 0.0).all()
     sizes = [tuple(b["mask"].shape[-2:]) for b in dm.val_dataloader()]
     assert sizes == [(64, 48), (40, 56)]  # whole images, one by one
 
