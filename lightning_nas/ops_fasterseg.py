@@ -4,14 +4,16 @@ The five candidate operators of FasterSeg (Chen et al., ICLR 2020; reference §3
 :func:`make_fasterseg_op`. Without channel choices an operator is made of plain ``nn.Conv2d`` /
 ``nn.BatchNorm2d`` layers (what the derived network retrains, times and exports). With channel
 choices it is *slimmable*: :class:`SlimConv2d` and :class:`SlimBatchNorm2d` are built at the
-largest widths and every call runs the first ``c_in`` input and ``c_out`` output channels, with
-private BatchNorm statistics per output width (switchable BatchNorm).
+largest widths and every call runs the first ``c_in`` input and ``c_out`` output channels, with a
+private BatchNorm (statistics and affine γ/β) per output width (switchable BatchNorm, the
+release's ``USBatchNorm2d``; ``shared_bn_affine=True``: one γ/β sliced for every width).
 
 Every operator maps ``(N, c_in, H, W)`` to ``(N, c_out, H', W')`` with ``H' = H`` at stride 1 and
-``H' = ceil(H / 2)`` at stride 2 (odd sizes included): the zoomed convolutions resize to
-``ceil(H / 2)`` explicitly, since ``F.interpolate(scale_factor=0.5)`` would give ``floor``.
-With ``align_corners=True`` (as in the release) the sampled positions depend only on the input
-and output sizes, so on even sizes this is exactly the release's ``scale_factor=0.5``.
+``H' = ceil(H / 2)`` at stride 2 (odd sizes included). Inside, a zoomed convolution at stride 1
+runs at ``floor(H / 2)`` (at least 1), the release's ``size=(H // 2, W // 2)``; at stride 2 it
+resizes to ``ceil(H / 2)``, the size every stride-2 operator gives (the release's ``H // 2`` would
+not add up with its stride-2 convolutions on odd sizes). With ``align_corners=True`` (as in the
+release) the sampled positions depend only on the input and output sizes.
 
 Example:
     >>> import torch
@@ -97,10 +99,12 @@ def resize(x: torch.Tensor, size: Sequence[int] | torch.Size) -> torch.Tensor:
     return F.interpolate(x, size=(size[0], size[1]), mode="bilinear", align_corners=True)
 
 
-def _half(x: torch.Tensor) -> torch.Tensor:
-    """Bilinear resize to ``ceil(H / 2) × ceil(W / 2)``."""
+def _half(x: torch.Tensor, ceil: bool) -> torch.Tensor:
+    """Bilinear resize to ``floor(H / 2) × floor(W / 2)`` (at least 1), or ``ceil`` halves."""
     h, w = x.shape[-2], x.shape[-1]
-    return resize(x, ((h + 1) // 2, (w + 1) // 2))
+    if ceil:
+        return resize(x, ((h + 1) // 2, (w + 1) // 2))
+    return resize(x, (max(1, h // 2), max(1, w // 2)))
 
 
 # ----------------------------------------------------------------------------- slimmable layers
@@ -175,17 +179,34 @@ class SlimConv2d(nn.Conv2d):
 
 
 class SlimBatchNorm2d(nn.Module):
-    """Switchable BatchNorm: one shared affine transform, private statistics per width.
+    """Switchable BatchNorm: one BatchNorm per width, chosen by the input's channel count.
 
-    The affine weight and bias have ``num_features`` entries, of which a ``c``-channel input uses
-    the first ``c``. The running mean and variance are kept separately for every width in
-    ``channel_choices`` (buffers ``running_mean_<c>``, ``running_var_<c>``), chosen by the
-    input's channel count, since a slice of a wider layer does not share the wider layer's
-    statistics. Momentum 0.1, ε 1e-5 (PyTorch's defaults).
+    By default (``shared_affine=False``) every width in ``channel_choices`` has a fully private
+    ``nn.BatchNorm2d(c)`` — its own running statistics *and* its own affine γ/β — in the
+    ``ModuleList`` ``bn`` (sorted widths; ``bn.<i>.weight``, ``bn.<i>.running_mean``, …), as the
+    release's ``USBatchNorm2d`` (``search/slimmable_ops.py``) and Slimmable Networks' switchable
+    BatchNorm do: ``2·Σ channel_choices`` affine parameters. (The release's class also inherits an
+    unused ``weight``/``bias`` of the largest width, which is not built here.)
+
+    ``shared_affine=True`` (the layout of earlier versions of this project): one affine
+    ``weight``/``bias`` of ``num_features`` entries, of which a ``c``-channel input uses the first
+    ``c``, and private running statistics per width (buffers ``running_mean_<c>``,
+    ``running_var_<c>``).
+
+    A checkpoint written with the shared layout loads into the private one (each width starts
+    from its slice of the shared γ/β and its own statistics). Momentum 0.1, ε 1e-5 (PyTorch's
+    defaults).
+
+    In training mode with gradients on, the private affine parameters of the widths that do not
+    run enter the output with weight 0: every parameter takes part in every backward (plain DDP
+    requires it; they get a zero gradient, as the release's ``optimizer.zero_grad()`` of PyTorch
+    1.x left them after their first use).
 
     Args:
-        num_features: Largest width (size of the affine parameters).
+        num_features: Largest width.
         channel_choices: The widths that may run (each in ``1..num_features``).
+        shared_affine: One affine transform sliced for every width (``True``) or a private one
+            per width (``False``, the release).
 
     Raises:
         ValueError: If ``channel_choices`` is empty or has a width out of range.
@@ -193,11 +214,15 @@ class SlimBatchNorm2d(nn.Module):
     Example:
         >>> import torch
         >>> bn = SlimBatchNorm2d(16, channel_choices=(8, 16))
-        >>> tuple(bn(torch.randn(4, 8, 3, 3)).shape), bn.running_mean_16.abs().sum().item()
+        >>> [(n, tuple(p.shape)) for n, p in bn.named_parameters()]
+        [('bn.0.weight', (8,)), ('bn.0.bias', (8,)), ('bn.1.weight', (16,)), ('bn.1.bias', (16,))]
+        >>> tuple(bn(torch.randn(4, 8, 3, 3)).shape), bn.bn[1].running_mean.abs().sum().item()
         ((4, 8, 3, 3), 0.0)
     """
 
-    def __init__(self, num_features: int, channel_choices: Sequence[int]) -> None:
+    def __init__(
+        self, num_features: int, channel_choices: Sequence[int], shared_affine: bool = False
+    ) -> None:
         super().__init__()
         choices = tuple(sorted({int(c) for c in channel_choices}))
         if not choices or choices[0] < 1 or choices[-1] > num_features:
@@ -207,20 +232,57 @@ class SlimBatchNorm2d(nn.Module):
             )
         self.num_features = num_features
         self.channel_choices = choices
+        self.shared_affine = bool(shared_affine)
         self.momentum = 0.1
         self.eps = 1e-5
-        self.weight = nn.Parameter(torch.ones(num_features))
-        self.bias = nn.Parameter(torch.zeros(num_features))
-        for c in choices:
-            self.register_buffer(f"running_mean_{c}", torch.zeros(c))
-            self.register_buffer(f"running_var_{c}", torch.ones(c))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        if self.shared_affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+            for c in choices:
+                self.register_buffer(f"running_mean_{c}", torch.zeros(c))
+                self.register_buffer(f"running_var_{c}", torch.ones(c))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.bn = nn.ModuleList(
+                nn.BatchNorm2d(c, eps=self.eps, momentum=self.momentum) for c in choices
+            )
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, channel_choices={list(self.channel_choices)}"
+        shared = ", shared_affine=True" if self.shared_affine else ""
+        return f"{self.num_features}, channel_choices={list(self.channel_choices)}{shared}"
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
+        """Convert a shared-affine entry (``weight``, ``running_mean_<c>``, …) to private BNs."""
+        if not self.shared_affine and f"{prefix}weight" in state_dict:
+            weight = state_dict.pop(f"{prefix}weight")
+            bias = state_dict.pop(f"{prefix}bias", None)
+            tracked = state_dict.pop(f"{prefix}num_batches_tracked", None)
+            for i, c in enumerate(self.channel_choices):
+                sub = f"{prefix}bn.{i}."
+                state_dict.setdefault(f"{sub}weight", weight[:c].clone())
+                if bias is not None:
+                    state_dict.setdefault(f"{sub}bias", bias[:c].clone())
+                for stat in ("mean", "var"):
+                    value = state_dict.pop(f"{prefix}running_{stat}_{c}", None)
+                    if value is not None:
+                        state_dict.setdefault(f"{sub}running_{stat}", value)
+                if tracked is not None:
+                    state_dict.setdefault(f"{sub}num_batches_tracked", tracked.clone())
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x`` with the statistics of its width ``c = x.shape[1]``.
+        """Normalise ``x`` with the BatchNorm (or statistics) of its width ``c = x.shape[1]``.
 
         Raises:
             ValueError: If ``c`` is not one of ``channel_choices``.
@@ -231,17 +293,29 @@ class SlimBatchNorm2d(nn.Module):
                 f"SlimBatchNorm2d: input has {c} channels; expected one of "
                 f"{list(self.channel_choices)}"
             )
+        if self.shared_affine:
+            if self.training:
+                self.num_batches_tracked.add_(1)
+            return F.batch_norm(
+                x,
+                getattr(self, f"running_mean_{c}"),
+                getattr(self, f"running_var_{c}"),
+                self.weight[:c],
+                self.bias[:c],
+                self.training,
+                self.momentum,
+                self.eps,
+            )
+        index = self.channel_choices.index(c)
+        bn = self.bn[index]
+        bias = bn.bias
+        if self.training and torch.is_grad_enabled() and len(self.bn) > 1:
+            every = torch.cat([p for m in self.bn for p in (m.weight, m.bias)])
+            bias = bias + 0.0 * every.sum()  # zero gradient to the idle widths (plain DDP)
         if self.training:
-            self.num_batches_tracked.add_(1)
+            bn.num_batches_tracked.add_(1)
         return F.batch_norm(
-            x,
-            getattr(self, f"running_mean_{c}"),
-            getattr(self, f"running_var_{c}"),
-            self.weight[:c],
-            self.bias[:c],
-            self.training,
-            self.momentum,
-            self.eps,
+            x, bn.running_mean, bn.running_var, bn.weight, bias, self.training, bn.momentum, bn.eps
         )
 
 
@@ -256,8 +330,10 @@ class _FasterSegOp(nn.Module):
         stride: int,
         in_choices: Sequence[int] | None,
         out_choices: Sequence[int] | None,
+        shared_bn_affine: bool = False,
     ) -> None:
         super().__init__()
+        self.shared_bn_affine = bool(shared_bn_affine)
         self.C_in = C_in
         self.C_out = C_out
         self.stride = stride
@@ -270,7 +346,9 @@ class _FasterSegOp(nn.Module):
         return cls(C_in, C_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
 
     def _bn(self, C: int) -> nn.Module:
-        return SlimBatchNorm2d(C, self.out_choices) if self.slimmable else nn.BatchNorm2d(C)
+        if not self.slimmable:
+            return nn.BatchNorm2d(C)
+        return SlimBatchNorm2d(C, self.out_choices, shared_affine=self.shared_bn_affine)
 
     def _width(self, c_out: int | None) -> int:
         if c_out is None or c_out == self.C_out:
@@ -296,9 +374,12 @@ class FasterSegConv(_FasterSegOp):
 
     * plain (``zoomed=False``): Conv3×3(stride) → BN → ReLU, twice for ``num_convs=2`` (the
       second conv ``c_out → c_out``, stride 1).
-    * zoomed (``zoomed=True``): bilinear resize to ``ceil(H/2) × ceil(W/2)`` → Conv3×3 → BN
-      [→ ReLU → Conv3×3 → BN] → bilinear resize back to ``H × W`` if ``stride == 1`` → ReLU. At
-      stride 2 the output stays at the half size.
+    * zoomed (``zoomed=True``): bilinear resize to half size → Conv3×3 → BN [→ ReLU → Conv3×3
+      → BN] → bilinear resize back to ``H × W`` if ``stride == 1`` → ReLU. At stride 1 the half
+      size is ``floor(H/2) × floor(W/2)`` (at least 1), the release's ``size=(H//2, W//2)``; at
+      stride 2 the output stays at the half size, ``ceil(H/2) × ceil(W/2)`` so that it agrees
+      with the other stride-2 operators on odd sizes (the release's ``H//2`` there would not add
+      up with its stride-2 convs; on even sizes both are the same).
 
     Args:
         C_in: Input channels (largest, when slimmable).
@@ -308,6 +389,8 @@ class FasterSegConv(_FasterSegOp):
         zoomed: Whether the convs run at half resolution.
         in_choices: Input widths of a slimmable operator (``None``: fixed operator).
         out_choices: Output widths of a slimmable operator (``None``: fixed operator).
+        shared_bn_affine: Slimmable only: the BatchNorms share one affine transform across
+            widths (:class:`SlimBatchNorm2d`); ``False``: private per width (the release).
     """
 
     def __init__(
@@ -319,8 +402,9 @@ class FasterSegConv(_FasterSegOp):
         zoomed: bool = False,
         in_choices: Sequence[int] | None = None,
         out_choices: Sequence[int] | None = None,
+        shared_bn_affine: bool = False,
     ) -> None:
-        super().__init__(C_in, C_out, stride, in_choices, out_choices)
+        super().__init__(C_in, C_out, stride, in_choices, out_choices, shared_bn_affine)
         self.zoomed = zoomed
         self.conv1 = self._conv(C_in, C_out, 3, 1 if zoomed else stride)
         self.bn1 = self._bn(C_out)
@@ -333,7 +417,7 @@ class FasterSegConv(_FasterSegOp):
     def forward(self, x: torch.Tensor, c_out: int | None = None) -> torch.Tensor:
         """Apply the operator; ``c_out`` (slimmable only) selects the output width."""
         c = self._width(c_out)
-        out = _half(x) if self.zoomed else x
+        out = _half(x, ceil=self.stride == 2) if self.zoomed else x
         out = self.bn1(self._run(self.conv1, out, c))
         if self.conv2 is not None and self.bn2 is not None:
             out = self.bn2(self._run(self.conv2, F.relu(out), c))
@@ -357,6 +441,8 @@ class FasterSegSkip(_FasterSegOp):
         stride: 1 or 2.
         in_choices: Input widths of a slimmable operator (``None``: fixed operator).
         out_choices: Output widths of a slimmable operator (``None``: fixed operator).
+        shared_bn_affine: Slimmable only: the BatchNorm shares one affine transform across
+            widths (:class:`SlimBatchNorm2d`); ``False``: private per width (the release).
 
     Raises:
         ValueError: At stride 2, if an output width is below 2.
@@ -369,8 +455,9 @@ class FasterSegSkip(_FasterSegOp):
         stride: int,
         in_choices: Sequence[int] | None = None,
         out_choices: Sequence[int] | None = None,
+        shared_bn_affine: bool = False,
     ) -> None:
-        super().__init__(C_in, C_out, stride, in_choices, out_choices)
+        super().__init__(C_in, C_out, stride, in_choices, out_choices, shared_bn_affine)
         if stride == 2:
             if min(C_out, *self.out_choices) < 2:
                 raise ValueError(f"skip: stride 2 needs output widths >= 2, got C_out={C_out}")
@@ -409,6 +496,7 @@ def make_fasterseg_op(
     stride: int,
     in_choices: Sequence[int] | None = None,
     out_choices: Sequence[int] | None = None,
+    shared_bn_affine: bool = False,
 ) -> nn.Module:
     """Build the FasterSeg operator ``name`` (one of :data:`FASTERSEG_PRIMITIVES`).
 
@@ -425,6 +513,9 @@ def make_fasterseg_op(
             set each). With both ``None`` the operator is a plain fixed module (``nn.Conv2d`` /
             ``nn.BatchNorm2d``, nothing sliced); a given one alone makes the other ``(C_in,)``
             or ``(C_out,)``.
+        shared_bn_affine: Slimmable only: BatchNorms with one affine transform shared by every
+            width and private statistics (:class:`SlimBatchNorm2d`); ``False`` (default): a
+            private BatchNorm per width, as the release's ``USBatchNorm2d``.
 
     Returns:
         The operator.
@@ -447,7 +538,11 @@ def make_fasterseg_op(
             raise ValueError(
                 f"op {name!r}: {what} must be widths in 1..{largest}, got {list(choices)}"
             )
-    slim = {"in_choices": in_choices, "out_choices": out_choices}
+    slim = {
+        "in_choices": in_choices,
+        "out_choices": out_choices,
+        "shared_bn_affine": shared_bn_affine,
+    }
     if name == "skip":
         if stride == 1 and C_in == C_out and in_choices is None and out_choices is None:
             return FasterSegIdentity()

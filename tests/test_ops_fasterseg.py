@@ -84,7 +84,8 @@ def test_fixed_ops_use_plain_layers(op: str) -> None:
     assert all(m.bias is None for m in module.modules() if isinstance(m, nn.Conv2d))
     slim = make_fasterseg_op(op, 6, 10, 2, in_choices=(6,), out_choices=(10,))
     assert all(type(m) is not nn.Conv2d for m in slim.modules())
-    assert all(type(m) is not nn.BatchNorm2d for m in slim.modules())
+    inside = {id(b) for m in slim.modules() if isinstance(m, SlimBatchNorm2d) for b in m.bn}
+    assert all(id(m) in inside for m in slim.modules() if type(m) is nn.BatchNorm2d)
 
 
 def _copy_sliced(fixed: nn.Module, slim: nn.Module) -> None:
@@ -98,29 +99,42 @@ def _copy_sliced(fixed: nn.Module, slim: nn.Module) -> None:
                 m.weight.copy_(s.weight[: m.out_channels, : m.in_channels])
             elif isinstance(m, nn.BatchNorm2d):
                 assert isinstance(s, SlimBatchNorm2d)
-                c = m.num_features
-                m.weight.copy_(s.weight[:c])
-                m.bias.copy_(s.bias[:c])
-                m.running_mean.copy_(getattr(s, f"running_mean_{c}"))
-                m.running_var.copy_(getattr(s, f"running_var_{c}"))
+                m.load_state_dict(_width_state(s, m.num_features))
+
+
+def _width_state(bn: SlimBatchNorm2d, c: int) -> dict:
+    """The ``nn.BatchNorm2d(c)`` state a switchable BN uses at width ``c`` (either layout)."""
+    if not bn.shared_affine:
+        return bn.bn[bn.channel_choices.index(c)].state_dict()
+    return {
+        "weight": bn.weight[:c],
+        "bias": bn.bias[:c],
+        "running_mean": getattr(bn, f"running_mean_{c}"),
+        "running_var": getattr(bn, f"running_var_{c}"),
+        "num_batches_tracked": bn.num_batches_tracked,
+    }
 
 
 def _randomize_bn(module: nn.Module) -> None:
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, SlimBatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
                 for c in m.channel_choices:
-                    getattr(m, f"running_mean_{c}").uniform_(-0.5, 0.5)
-                    getattr(m, f"running_var_{c}").uniform_(0.5, 2.0)
+                    state = _width_state(m, c)
+                    state["weight"].uniform_(0.5, 1.5)
+                    state["bias"].uniform_(-0.5, 0.5)
+                    state["running_mean"].uniform_(-0.5, 0.5)
+                    state["running_var"].uniform_(0.5, 2.0)
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["private_bn", "shared_affine"])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("op", FASTERSEG_PRIMITIVES)
-def test_slim_op_equals_fixed_op_with_sliced_weights(op: str, stride: int) -> None:
+def test_slim_op_equals_fixed_op_with_sliced_weights(op: str, stride: int, shared: bool) -> None:
     torch.manual_seed(0)
-    slim = make_fasterseg_op(op, 8, 12, stride, in_choices=(5, 8), out_choices=(7, 12))
+    slim = make_fasterseg_op(
+        op, 8, 12, stride, in_choices=(5, 8), out_choices=(7, 12), shared_bn_affine=shared
+    )
     _randomize_bn(slim)
     fixed = make_fasterseg_op(op, 5, 7, stride)
     _copy_sliced(fixed, slim)
@@ -134,8 +148,9 @@ def test_slim_op_equals_fixed_op_with_sliced_weights(op: str, stride: int) -> No
     bn_fixed = [m for m in fixed.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bn_slim) == len(bn_fixed) >= 1
     for s, f in zip(bn_slim, bn_fixed):
-        torch.testing.assert_close(s.running_mean_7, f.running_mean)
-        torch.testing.assert_close(s.running_var_7, f.running_var)
+        assert s.shared_affine == shared
+        torch.testing.assert_close(_width_state(s, 7)["running_mean"], f.running_mean)
+        torch.testing.assert_close(_width_state(s, 7)["running_var"], f.running_var)
 
 
 def test_slim_op_at_full_width_equals_fixed_op() -> None:
@@ -149,8 +164,8 @@ def test_slim_op_at_full_width_equals_fixed_op() -> None:
     torch.testing.assert_close(slim(x, c_out=8), fixed(x, c_out=8))
 
 
-def test_switchable_bn_keeps_statistics_per_width() -> None:
-    bn = SlimBatchNorm2d(16, channel_choices=(16, 8, 8))
+def test_shared_affine_bn_keeps_statistics_per_width() -> None:
+    bn = SlimBatchNorm2d(16, channel_choices=(16, 8, 8), shared_affine=True)
     assert bn.channel_choices == (8, 16)
     assert {n for n, _ in bn.named_buffers()} == {
         "running_mean_8",
@@ -232,27 +247,27 @@ def _macs(module: nn.Module, x: torch.Tensor) -> int:
 
 
 @pytest.mark.parametrize(
-    ("op", "stride", "convs_at_half"),
+    ("op", "stride", "conv_sizes"),
     [
-        ("conv", 1, (False,)),
-        ("conv", 2, (True,)),
-        ("conv_2x", 1, (False, False)),
-        ("conv_2x", 2, (True, True)),
-        ("conv_downup", 1, (True,)),
-        ("conv_downup", 2, (True,)),
-        ("conv_2x_downup", 1, (True, True)),
-        ("conv_2x_downup", 2, (True, True)),
+        ("conv", 1, ("full",)),
+        ("conv", 2, ("ceil",)),
+        ("conv_2x", 1, ("full", "full")),
+        ("conv_2x", 2, ("ceil", "ceil")),
+        ("conv_downup", 1, ("floor",)),  # the release's size=(H // 2, W // 2)
+        ("conv_downup", 2, ("ceil",)),  # the stride-2 output size of every operator
+        ("conv_2x_downup", 1, ("floor", "floor")),
+        ("conv_2x_downup", 2, ("ceil", "ceil")),
     ],
 )
-def test_conv_multi_adds_and_resolution(op: str, stride: int, convs_at_half: tuple) -> None:
+def test_conv_multi_adds_and_resolution(op: str, stride: int, conv_sizes: tuple) -> None:
     C_in, C_out, H, W = 4, 6, 9, 14
     module = make_fasterseg_op(op, C_in, C_out, stride).eval()
     assert isinstance(module, FasterSegConv)
     assert module.zoomed == op.endswith("downup")
+    pixels = {"full": H * W, "ceil": _ceil2(H) * _ceil2(W), "floor": (H // 2) * (W // 2)}
     expected = 0
-    for k, half in enumerate(convs_at_half):
-        pixels = _ceil2(H) * _ceil2(W) if half else H * W
-        expected += (C_in if k == 0 else C_out) * C_out * 9 * pixels
+    for k, size in enumerate(conv_sizes):
+        expected += (C_in if k == 0 else C_out) * C_out * 9 * pixels[size]
     assert _macs(module, torch.randn(1, C_in, H, W)) == expected
 
 
@@ -305,3 +320,77 @@ def test_head_stem_and_concat() -> None:
     assert tuple(stem(torch.randn(1, 3, 67, 99)).shape) == (1, 8, 9, 13)  # ceil(H / 8)
     out = UpsampleConcat()(torch.randn(1, 4, 5, 7), torch.randn(1, 2, 9, 13))
     assert tuple(out.shape) == (1, 6, 9, 13)
+
+
+# ----------------------------------------------------------------------------- release fidelity
+def test_switchable_bn_is_a_private_batchnorm_per_width_as_the_release() -> None:
+    """The release's USBatchNorm2d: ``bn = ModuleList([BatchNorm2d(c, affine=True) for c])``."""
+    widths = (4, 8, 12, 16)
+    bn = SlimBatchNorm2d(16, channel_choices=widths)
+    release = nn.ModuleList([nn.BatchNorm2d(c, affine=True) for c in widths])  # its layout
+    ours = {k: tuple(v.shape) for k, v in bn.state_dict().items()}
+    assert ours == {f"bn.{k}": tuple(v.shape) for k, v in release.state_dict().items()}
+    params = dict(bn.named_parameters())
+    assert sum(p.numel() for p in params.values()) == 2 * sum(widths)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 8, 5, 6, generator=gen) * 2 + 1
+    for c in widths:  # random γ, β and statistics per width
+        state = {
+            "weight": torch.rand(c, generator=gen) + 0.5,
+            "bias": torch.randn(c, generator=gen),
+            "running_mean": torch.randn(c, generator=gen),
+            "running_var": torch.rand(c, generator=gen) + 0.5,
+            "num_batches_tracked": torch.tensor(0),
+        }
+        bn.bn[widths.index(c)].load_state_dict(state)
+        if c == 8:
+            oracle = nn.BatchNorm2d(8)
+            oracle.load_state_dict(state)
+    torch.testing.assert_close(bn.eval()(x), oracle.eval()(x))
+    y = bn.train()(x)
+    torch.testing.assert_close(y, oracle.train()(x))
+    torch.testing.assert_close(bn.bn[1].running_mean, oracle.running_mean)
+    torch.testing.assert_close(bn.bn[1].running_var, oracle.running_var)
+    # γ/β of width 8 are its own: the widest BN's first 8 channels do not move with it
+    (y * torch.randn(y.shape, generator=gen)).sum().backward()
+    assert float(params["bn.1.weight"].grad.abs().sum()) > 0
+    for name, p in params.items():  # every parameter takes part (plain DDP), idle ones at 0
+        assert p.grad is not None, name
+        if not name.startswith("bn.1."):
+            assert float(p.grad.abs().sum()) == 0.0, name
+
+
+def test_shared_affine_checkpoints_load_into_private_batchnorms() -> None:
+    torch.manual_seed(0)
+    old = make_fasterseg_op(
+        "conv_2x", 8, 12, 1, in_choices=(5, 8), out_choices=(7, 12), shared_bn_affine=True
+    )
+    _randomize_bn(old)
+    new = make_fasterseg_op("conv_2x", 8, 12, 1, in_choices=(5, 8), out_choices=(7, 12))
+    new.load_state_dict(old.state_dict())  # strict: every key converted
+    x = torch.randn(2, 5, 6, 7)
+    for c in (7, 12):
+        torch.testing.assert_close(new.eval()(x, c_out=c), old.eval()(x, c_out=c))
+
+
+@pytest.mark.parametrize("op", ["conv_downup", "conv_2x_downup"])
+def test_zoomed_conv_runs_at_the_release_floor_size_on_odd_inputs(op: str) -> None:
+    """The release: ``interpolate(x, size=(H // 2, W // 2))`` → convs → back to ``H × W``."""
+    torch.manual_seed(0)
+    module = make_fasterseg_op(op, 4, 6, 1).eval()
+    _randomize_bn(module)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+    x = torch.randn(2, 4, 9, 13)
+
+    def bilinear(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(t, size=size, mode="bilinear", align_corners=True)
+
+    out = module.bn1(module.conv1(bilinear(x, (4, 6))))  # 9 // 2, 13 // 2
+    if module.conv2 is not None:
+        out = module.bn2(module.conv2(F.relu(out)))
+    torch.testing.assert_close(module(x), F.relu(bilinear(out, (9, 13))))
+    tiny = make_fasterseg_op(op, 4, 6, 1).eval()  # floor(1 / 2) = 0: at least 1
+    assert tuple(tiny(torch.randn(1, 4, 1, 3)).shape) == (1, 6, 1, 3)

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,6 +25,11 @@ class FasterSegLatency:
     """Latency-table methods of ``FasterSegSpace`` (``LatencyRegularization``'s protocol)."""
 
     def _sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
+        """Input sizes at 1/8, 1/16, 1/32: ``ceil`` halving, the sizes the ops run at.
+
+        (The release's ``forward_latency`` bookkeeping writes ``h // 2``; at its 1024×2048 every
+        size is even and both agree.)
+        """
         h, w = input_size
         for _ in range(3):
             h, w = -(-h // 2), -(-w // 2)
@@ -155,16 +160,77 @@ class FasterSegLatency:
                 return one
             return G[j][li - 1 if j == 2 else li]
 
-        def cell(li: int, j: int, before: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        def op_latency(li: int, j: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+            """Expected latency of cell ``(li, j)``'s keep and down ops (``None``: no down)."""
             p_in, a = node(li - 1, j), A[j][li - j]
-            keep = before + torch.einsum("o,a,b,oab->", a, p_in, node(li, j), lat[(li, j, "keep")])
+            keep = torch.einsum("o,a,b,oab->", a, p_in, node(li, j), lat[(li, j, "keep")])
             if (li, j, "down") not in lat:
                 return keep, None
             op = lat[(li, j, "down")]
-            return keep, before + torch.einsum("o,a,b,oab->", a, p_in, node(li, j + 1), op)
+            return keep, torch.einsum("o,a,b,oab->", a, p_in, node(li, j + 1), op)
 
-        paths = self._lattice(like.new_full((), stem), B, cell)
+        def cell(li: int, j: int, before: torch.Tensor) -> tuple[torch.Tensor, Any]:
+            keep, down = op_latency(li, j)
+            return before + keep, None if down is None else before + down
+
+        start = like.new_full((), stem)
+        if self.latency_recursion == "release":
+            paths = self._release_paths(start, B, op_latency)
+        else:
+            paths = self._lattice(start, B, cell)
         return sum(w * path for w, path in zip(self.latency_scale_weights, paths))
+
+    def _release_paths(
+        self, stem: torch.Tensor, betas: Mapping[int, torch.Tensor], op_latency: Any
+    ) -> list[torch.Tensor]:
+        """The release's accumulation of cell latencies into the three path latencies.
+
+        Re-implements the loop ``for ii, lat in enumerate(latency)`` of the release's
+        ``Network_Multi_Path.forward_latency`` (``search/model_search.py`` at HEAD), quirks
+        included. With running totals ``keep[s]`` and ``down[s]`` per scale (``keep[0]`` starts
+        at the stem, the others at 0), the cells of layer ``l`` are visited in scale order and
+        update the totals in place:
+
+        * scale 0: ``keep[0] += op_keep``; ``down[0] = keep[0] + op_down`` — the *updated* keep
+          total, so the keep op's latency also enters the down path;
+        * the first cell of a scale (``l == s``): ``keep[s] = down[s-1] + op_keep``,
+          ``down[s] = down[s-1] + op_down`` — ``down[s-1]`` already updated by this layer's
+          finer cell, one layer late;
+        * a cell with two inputs: ``keep[s] = b1·keep[s] + b0·down[s-1] + op_keep`` and
+          ``down[s] = b1·keep[s] + b0·down[s-1] + op_down`` (again the updated keep), where
+          ``b`` is the β row ``betas[j][l-j-1]`` with ``j`` the release's leftover loop
+          variable, i.e. 2 (the 1/32 scale): row ``l - 3`` of β2 (``β2[-1]`` at ``l = 2``) for
+          the 1/16 *and* the 1/32 cells. A two-input cell without a down op (1/32, last layer)
+          has ``op_down = 0`` rather than none, so the last layer's 1/16 cell still rewrites
+          ``down[1]`` before the 1/32 cell reads it.
+
+        The release's per-cell latency of a two-input cell, ``β0·op + β1·op``, is ``op`` (β sums
+        to 1) and is taken as such, so β of the 1/16 scale (``beta_student_1``) has no latency
+        gradient at all — as in the release, where it is zero up to rounding. Returns the three
+        ``keep`` totals (paths ending at 1/8, 1/16, 1/32).
+        """
+        keep: list[Any] = [stem, 0.0, 0.0]
+        down: list[Any] = [0.0, 0.0, 0.0]
+        for li in range(self.layers):
+            last = min(li, 2)  # the release's leftover scale index of its per-cell loop
+            for j in range(last + 1):
+                op_keep, op_down = op_latency(li, j)
+                two_inputs = j > 0 and li != j
+                if op_down is None and two_inputs:
+                    op_down = 0.0  # the release's β-sum over missing downs is 0, not None
+                if j == 0:
+                    keep[0] = keep[0] + op_keep
+                    if op_down is not None:
+                        down[0] = keep[0] + op_down
+                elif not two_inputs:
+                    keep[j] = down[j - 1] + op_keep
+                    if op_down is not None:
+                        down[j] = down[j - 1] + op_down
+                else:
+                    b = betas[last][li - last - 1]
+                    keep[j] = b[1] * keep[j] + b[0] * down[j - 1] + op_keep
+                    down[j] = b[1] * keep[j] + b[0] * down[j - 1] + op_down
+        return keep
 
     def expected_latency(
         self, table: LatencyTable, input_size: tuple[int, int] | None = None
@@ -173,11 +239,15 @@ class FasterSegLatency:
 
         Each cell's expected latency (``Σ_o α_o Σ_{a,b} p_in(a) p_out(b) lat(o, a, b)``, p the
         width distributions) is accumulated from the stem along the β-weighted paths to the
-        three final scales, and the three path latencies are weighted by
-        ``latency_scale_weights`` (3/12, 4/12, 5/12 for 1/8, 1/16, 1/32: the release's
-        ``forward_latency``). For one-hot α, β, γ it is that weighted sum of the table sums of
-        the chosen ops along the three paths (stem included in each). The head, a constant of
-        the derived network, is left out (:meth:`derived_latency` includes it).
+        three final scales, and the three path latencies are summed, weighted by
+        ``latency_scale_weights`` (default 1, 1, 1 for 1/8, 1/16, 1/32: the release's
+        ``forward_latency`` at HEAD sums them unweighted).
+
+        ``latency_recursion="release"`` accumulates as the release does
+        (:meth:`_release_paths`; the paths are not exactly the expectation, and β of the 1/16
+        scale gets no gradient). ``"exact"``: for one-hot α, β, γ it is the weighted sum of the
+        table sums of the chosen ops along the three paths (stem included in each). The head,
+        a constant of the derived network, is left out (:meth:`derived_latency` includes it).
         """
         size = table.input_size if input_size is None else tuple(input_size)
         return self._expected(table, size, "soft", "soft", "soft")

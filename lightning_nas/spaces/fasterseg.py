@@ -12,7 +12,7 @@ scale's previous output)``. The width of every node is a
 "super-kernel": ops are built at the full width ``Fch · s`` (96 / 192 / 384) and run sliced to
 the sampled width ``{4, 6, 8, 10, 12} / 12`` of it; the width γ is sampled by hard Gumbel-softmax
 (one width per node and step, straight-through: the chosen width's soft score multiplies the
-output), BatchNorm statistics are private per width.
+output), every width has its own BatchNorm (statistics and γ/β, the release's switchable BN).
 
 Two architecture sets share the supernet's weights (co-search): the **teacher** (α, β; always the
 widest) and the **student** (α, β, γ; stem/head width 8/12). Heads on the last layer (search-time
@@ -30,7 +30,9 @@ uninterrupted one.
 Latency (reference §3.2): :meth:`FasterSegSpace.expected_latency` is the differentiable expected
 latency of the student from a latency table of the fixed ops (``lightning-nas latency build``):
 the expected op latency of every cell (over α, input and output width) accumulated along the
-β-weighted paths to each final scale, like the release's ``forward_latency``;
+β-weighted paths to each final scale and summed over the three scales — by default with the
+release's ``forward_latency`` accumulation (``latency_recursion: release``), or exactly
+(``latency_recursion: exact``);
 :meth:`~FasterSegSpace.latency_components` gives the decoupled terms the release weights 1/500,
 497/500, 2/500 (``callbacks.LatencyRegularization``).
 
@@ -46,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -90,11 +92,23 @@ def _resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class _MixedOp(nn.Module):
     """Σ_o softmax(α)_o · op_o(x) at a chosen output width, times the width scores."""
 
-    def __init__(self, in_choices: Sequence[int], out_choices: Sequence[int], stride: int) -> None:
+    def __init__(
+        self,
+        in_choices: Sequence[int],
+        out_choices: Sequence[int],
+        stride: int,
+        shared_bn_affine: bool = False,
+    ) -> None:
         super().__init__()
         self.ops = nn.ModuleList(
             make_fasterseg_op(
-                name, max(in_choices), max(out_choices), stride, in_choices, out_choices
+                name,
+                max(in_choices),
+                max(out_choices),
+                stride,
+                in_choices,
+                out_choices,
+                shared_bn_affine=shared_bn_affine,
             )
             for name in FASTERSEG_PRIMITIVES
         )
@@ -181,10 +195,21 @@ class FasterSegSpace(FasterSegLatency, SearchSpace):
         target_latency_ms: Target of the release's branch objective ``mIoU · (lat/target)^-0.07``.
         arch_init: Initial value of every architecture logit (the release: 1e-3).
         ohem_thresh: If set, the search loss is OHEM cross-entropy with this probability
-            threshold and at least 1/16 of the pixels kept (the release: 0.7,
-            :class:`~lightning_nas.losses.OhemCrossEntropy`); ``None``: plain cross-entropy.
+            threshold and at least 1/16 of the pixels (ignored ones included) kept (the release:
+            0.7, :class:`~lightning_nas.losses.OhemCrossEntropy`); ``None``: plain
+            cross-entropy.
         latency_scale_weights: Weights of the expected latencies of the paths ending at 1/8,
-            1/16 and 1/32 in :meth:`expected_latency` (the release: 3/12, 4/12, 5/12).
+            1/16 and 1/32 in :meth:`expected_latency` (default ``(1, 1, 1)``: the release's
+            unweighted sum; its 3/12, 4/12, 5/12 of Dec 2019 were removed in March 2020).
+        latency_recursion: How :meth:`expected_latency` accumulates the cells' latencies along
+            the β-weighted paths. ``"release"`` (default): as the release's
+            ``forward_latency`` does, quirks included (β of the 1/16 scale gets no latency
+            gradient; see :meth:`~FasterSegLatency._release_paths`); ``"exact"``: the expected
+            latency of the paths (for a one-hot architecture: the table sum along them).
+        shared_bn_affine: The supernet's switchable BatchNorms share one affine γ/β across
+            widths (earlier versions of this project); ``False`` (default): a private
+            BatchNorm per width, as the release's ``USBatchNorm2d``
+            (:class:`~lightning_nas.ops_fasterseg.SlimBatchNorm2d`).
 
     Example:
         >>> space = FasterSegSpace(num_classes=3, layers=8, Fch=1, widths=(6, 12))
@@ -211,7 +236,9 @@ class FasterSegSpace(FasterSegLatency, SearchSpace):
         target_latency_ms: float = 8.3,
         arch_init: float = 1e-3,
         ohem_thresh: float | None = None,
-        latency_scale_weights: tuple[float, float, float] = (3 / 12, 4 / 12, 5 / 12),
+        latency_scale_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        latency_recursion: Literal["release", "exact"] = "release",
+        shared_bn_affine: bool = False,
     ) -> None:
         super().__init__()
         check_min_ints(
@@ -271,6 +298,13 @@ class FasterSegSpace(FasterSegLatency, SearchSpace):
                 f"1/32) with a positive sum, got {latency_scale_weights!r}"
             )
         self.latency_scale_weights = weights
+        if latency_recursion not in ("release", "exact"):
+            raise ConfigError(
+                "FasterSegSpace: latency_recursion must be 'release' or 'exact', got "
+                f"{latency_recursion!r}"
+            )
+        self.latency_recursion = latency_recursion
+        self.shared_bn_affine = bool(shared_bn_affine)
         self._phase = "weight"
         self._teacher_cache: tuple[torch.Tensor, torch.Tensor] | None = None  # (images, logits)
         self.last_sample: list[list[int]] | None = None  # width indices of the last sample
@@ -286,9 +320,9 @@ class FasterSegSpace(FasterSegLatency, SearchSpace):
             for j in range(min(li, 2) + 1):
                 cell = nn.ModuleDict()
                 ins = self._in_choices(li, j)
-                cell["keep"] = _MixedOp(ins, self._node_choices(li, j), 1)
+                cell["keep"] = _MixedOp(ins, self._node_choices(li, j), 1, shared_bn_affine)
                 if j < 2 and li < layers - 1:
-                    cell["down"] = _MixedOp(ins, self._node_choices(li, j + 1), 2)
+                    cell["down"] = _MixedOp(ins, self._node_choices(li, j + 1), 2, shared_bn_affine)
                 self.cells[f"{li}_{j}"] = cell
         self.heads = nn.ModuleDict(
             {s: _SearchHeads(num_classes, Fch, self.stem_head[s][1] / 12) for s in self.sets}
@@ -433,8 +467,11 @@ class FasterSegSpace(FasterSegLatency, SearchSpace):
         (l = 0), the previous same-scale output (1/8), the finer cell's down output (the first
         cell of a scale); a cell with both runs on each and its outputs are mixed,
         ``β0 · cell(down) + β1 · cell(keep)``, as the release's ``Network_Multi_Path`` does. Used
-        for features (the forward) and for cumulative latencies (the expected latency) alike;
-        for latencies (``before + op``, β summing to 1) it is the release's recursion.
+        for features (the forward) and for cumulative latencies alike: for latencies
+        (``before + op``, β summing to 1) it is the exact expected latency of the β-weighted
+        paths (``latency_recursion: exact``), *not* the release's ``forward_latency``
+        accumulation (``latency_recursion: release``,
+        :meth:`~lightning_nas.spaces._fasterseg_latency.FasterSegLatency._release_paths`).
         """
         keep: dict[tuple[int, int], Any] = {}
         down: dict[tuple[int, int], Any] = {}
