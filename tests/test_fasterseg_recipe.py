@@ -30,7 +30,15 @@ def table(tmp_path, monkeypatch) -> Path:
 
 def test_search_config_cpu_sized(table, tmp_path, synthetic_root):
     from callbacks import Distillation, LatencyRegularization
+    from lightning_nas import genotypes
+    from lightning_nas.spaces import FasterSegSpace
 
+    # the recipe's latency unit comes from a reference genotype (the published student at
+    # 6.414 ms); the tiny space cannot derive that 16-layer network, so a tiny reference here
+    torch.manual_seed(1)
+    tiny = FasterSegSpace(num_classes=6, layers=8, Fch=2, widths=(6, 12))
+    reference = tmp_path / "reference.yaml"
+    genotypes.save(tiny.derive(), reference)
     cli = NASCLI(
         args=[
             "fit",
@@ -50,6 +58,7 @@ def test_search_config_cpu_sized(table, tmp_path, synthetic_root):
             "--data.init_args.batch_size=2",
             f"--trainer.default_root_dir={tmp_path}",
             "--trainer.enable_progress_bar=false",
+            f"--trainer.callbacks.reference_genotype={reference}",
         ]
     )
     module, trainer = cli.model, cli.trainer
@@ -59,6 +68,12 @@ def test_search_config_cpu_sized(table, tmp_path, synthetic_root):
     dist = next(cb for cb in trainer.callbacks if isinstance(cb, Distillation))
     assert lat.table is not None and lat.table.input_size == (32, 32)
     assert dist.teacher is None and dist.phases == ("weight", "arch")  # co-search
+    assert dist.reduction == "mean" and dist.ignore_index is None  # the release's KLDivLoss()
+    # every latency in the release's milliseconds: table ms / (reference's table ms / 6.414)
+    assert lat.reference_latency_ms == 6.414 and lat.fps_window == (155.0, 175.0)
+    ref_ms = tiny.derived_latency(lat.table, genotypes.load(reference))
+    assert lat.latency_unit_ms == pytest.approx(ref_ms / 6.414)
+    assert tuple(trainer.datamodule.scales) == (0.75, 1.0, 1.25)  # train_scale_array
     space = module.space
     assert space.num_classes == 6 and space.sets == ("teacher", "student")
     assert space.ohem_thresh == 0.7
@@ -128,3 +143,4 @@ def test_retrain_config_cpu_sized(tmp_path, synthetic_root):
     assert isinstance(cli.model.criterion, OhemCrossEntropy) and cli.model.criterion.thresh == 0.7
     assert cli.model.aux_weights == (0.2, 0.2)
     assert "train/loss/aux" in cli.trainer.logged_metrics
+    assert tuple(cli.datamodule.scales) == (0.75, 1.0, 1.25)  # config_train.py train_scale_array
