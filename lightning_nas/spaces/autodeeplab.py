@@ -22,9 +22,11 @@ its own 2-way softmax like every other node); rows of nodes that cannot be reach
 (they keep their initial value and get zero gradient).
 
 Implementation: nodes that cannot be reached from the stem (level ``i > l + 1``) are not built;
-a node's cell runs once on the batch of its incoming transitions stacked together; all mixed ops
-leaving one state are a few grouped convolutions (exactly separate ops: BatchNorm is per
-channel); ``none`` is skipped (its output is zero; its weight still takes part in the softmax);
+a node's cell runs once on the batch of its incoming transitions stacked together, its
+BatchNorms normalising each transition over its own samples (:class:`_Node`: exactly the cell
+run on each transition in turn, running statistics included); all mixed ops leaving one state
+are a few grouped convolutions (exactly separate ops: BatchNorm is per channel); ``none`` is
+skipped (its output is zero; its weight still takes part in the softmax);
 pools, their BatchNorm and the skip connection, parameter-free, are computed once per state; the
 edges from ``h[l-2]``, the same for every transition into a node, are computed once; kernel taps
 that only see padding on small maps are not computed. ``benchmarks/supernet_step.py`` measures
@@ -111,22 +113,81 @@ def derive_cell(weights: torch.Tensor, blocks: int) -> tuple[tuple[str, int], ..
 
 
 class _BatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d whose running statistics can be left untouched (checkpoint recomputation).
+    """BatchNorm2d for inputs that stack several transitions, whose statistics can be frozen.
 
-    With ``update_stats`` off (training mode) it normalises with the batch statistics exactly as
-    usual, through the same call (so autograd saves the same tensors, as checkpointing
-    requires), but with momentum 0: ``running = 0 · batch + 1 · running`` is unchanged, and
-    ``num_batches_tracked`` is not incremented.
+    ``forward(x, chunks=T, repeats=R)`` (training mode; in eval mode every sample is normalised
+    with the running statistics, so ``chunks`` and ``repeats`` change nothing):
+
+    * ``chunks = T``: ``x`` holds T inputs interleaved sample by sample (batch index ``n·T + t``
+      is sample ``n`` of input ``t``). Each is normalised with its own batch statistics and the
+      running statistics take T updates, in the order ``t = 0 .. T-1``: exactly what T calls
+      of ``nn.BatchNorm2d`` on the T inputs in turn give. The statistics come from one fused
+      call on the free view ``(N, T·C, H, W)`` (channel ``t·C + c`` is channel ``c`` of input
+      ``t``), into temporary buffers (momentum 1: the batch mean and unbiased variance of each
+      input), and are then folded into the running statistics one input after the other.
+    * ``repeats = R``: the running statistics take R identical updates, as R calls on the same
+      ``x`` would (one update with momentum ``1 - (1 - m)^R``).
+
+    With ``update_stats`` off (checkpoint recomputation) it normalises exactly as above, through
+    the same call (so autograd saves the same tensors, as checkpointing requires), but leaves the
+    running statistics and ``num_batches_tracked`` untouched (momentum 0 on the running
+    statistics, or the temporary buffers discarded).
     """
 
     update_stats: bool = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not self.update_stats:
-            return F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, True, 0.0, self.eps
-            )
-        return super().forward(x)
+    def _factors(self, updates: int) -> list[float]:
+        """The averaging factor of each of ``updates`` successive updates, as ``nn.BatchNorm2d``."""
+        if self.momentum is not None:
+            return [self.momentum] * updates
+        done = int(self.num_batches_tracked)  # momentum None: cumulative moving average
+        return [1.0 / (done + u + 1) for u in range(updates)]
+
+    def forward(self, x: torch.Tensor, chunks: int = 1, repeats: int = 1) -> torch.Tensor:
+        if self.running_mean is None or self.running_var is None:  # batch statistics only
+            view = x.reshape(x.shape[0] // chunks, chunks * x.shape[1], *x.shape[2:])
+            return self._normalise(view, None, None, chunks, 0.0).view(x.shape)
+        if not self.training:  # the running statistics, the same for every input
+            return super().forward(x)
+        if chunks == 1 and repeats == 1:
+            if not self.update_stats:
+                return self._normalise(x, self.running_mean, self.running_var, 1, 0.0)
+            return super().forward(x)
+        factors = self._factors(chunks * repeats) if self.update_stats else []
+        if chunks == 1:  # R identical updates: keep (1 - f_1)…(1 - f_R) of the running values
+            momentum = 1.0 - math.prod(1.0 - f for f in factors) if self.update_stats else 0.0
+            y = self._normalise(x, self.running_mean, self.running_var, 1, momentum)
+        else:
+            C = x.shape[1]
+            stats = self.running_mean.new_zeros(2, chunks, C)  # batch mean, unbiased variance
+            view = x.reshape(x.shape[0] // chunks, chunks * C, *x.shape[2:])
+            y = self._normalise(view, stats[0].view(-1), stats[1].view(-1), chunks, 1.0)
+            y = y.view(x.shape)
+            if factors:
+                # `.data`: the running buffers are saved by earlier calls' autograd nodes (unused
+                # in training mode); updating them through `.data` leaves their version alone
+                running = [self.running_mean.data, self.running_var.data]
+                means, variances = stats.unbind(0)
+                means, variances = means.unbind(0), variances.unbind(0)
+                for u, f in enumerate(factors):  # in the order of the sequential calls
+                    t = u // repeats
+                    torch._foreach_lerp_(running, [means[t], variances[t]], f)
+        if self.update_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(chunks * repeats)
+        return y
+
+    def _normalise(
+        self,
+        x: torch.Tensor,
+        running_mean: torch.Tensor | None,
+        running_var: torch.Tensor | None,
+        chunks: int,
+        momentum: float,
+    ) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if chunks > 1 and weight is not None and bias is not None:
+            weight, bias = weight.repeat(chunks), bias.repeat(chunks)
+        return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, self.eps)
 
 
 @contextlib.contextmanager
@@ -144,9 +205,10 @@ class _Resample(nn.Module):
     """A cell input from level ``j`` brought to level ``i`` and ``C_out`` channels.
 
     Same level: ReLU → 1×1 conv → BN. From the finer level (s/2 → s): ReLU → 3×3 stride-2 conv
-    → BN. From the coarser level (2s → s): ReLU → 1×1 conv → bilinear upsampling → BN (the 1×1
-    conv runs before the upsampling, on 4× fewer pixels: both are linear, so this equals the
-    paper's upsampling + 1×1 conv). BatchNorm is non-affine, as in DARTS' search network.
+    → BN. From the coarser level (2s → s): bilinear upsampling to the node's size
+    (``align_corners=False``), then ReLU → 1×1 conv → BN: the paper's "bilinear upsampling
+    followed by a 1×1 convolution", in the order of the official release and the public port
+    (resize first). BatchNorm is non-affine, as in DARTS' search network.
     """
 
     def __init__(self, C_in: int, C_out: int, direction: int) -> None:
@@ -156,11 +218,11 @@ class _Resample(nn.Module):
         self.conv = nn.Conv2d(C_in, C_out, k, stride=stride, padding=k // 2, bias=False)
         self.bn = _BatchNorm(C_out, affine=False)
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        x = self.conv(F.relu(x))
+    def forward(self, x: torch.Tensor, size: tuple[int, int], repeats: int = 1) -> torch.Tensor:
+        """``x`` at level ``i`` with ``C_out`` channels; ``repeats``: see :class:`_BatchNorm`."""
         if self.direction == -1:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return self.bn(x)
+        return self.bn(self.conv(F.relu(x)), repeats=repeats)
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, dilation: int, groups: int) -> torch.Tensor:
@@ -204,6 +266,11 @@ class _StateEdges(nn.Module):
     channel; the pools, their non-affine BatchNorm and the skip connection have no weights and
     are computed once. Op definitions: :mod:`lightning_nas.ops` (``SepConv``, ``AtrousConv`` or,
     with ``atrous="separable"``, ``DilConv``), all with non-affine BatchNorm.
+
+    ``forward(x, w, chunks, repeats)``: ``x`` may stack ``chunks`` transitions' states,
+    interleaved sample by sample; every BatchNorm normalises each of them over its own samples
+    and updates its running statistics as ``chunks`` separate calls would (:class:`_BatchNorm`).
+    ``repeats``: the running statistics are updated as that many calls on ``x`` would.
     """
 
     def __init__(self, C: int, edges: int, atrous: str) -> None:
@@ -231,33 +298,43 @@ class _StateEdges(nn.Module):
         self.max_pool_bn = _BatchNorm(C, affine=False)
         self.avg_pool_bn = _BatchNorm(C, affine=False)
 
-    def _sep(self, k: int, r_wide: torch.Tensor) -> torch.Tensor:
-        x = self.convs[f"sep{k}_pw1"](self.convs[f"sep{k}_dw1"](r_wide))
-        x = F.relu(self.bns[f"sep{k}_1"](x), inplace=True)
-        x = self.convs[f"sep{k}_pw2"](self.convs[f"sep{k}_dw2"](x))
-        return self.bns[f"sep{k}_2"](x)
+    def _bn(self, bn: nn.Module, x: torch.Tensor, chunks: int, repeats: int) -> torch.Tensor:
+        assert isinstance(bn, _BatchNorm)
+        return bn(x, chunks=chunks, repeats=repeats)
 
-    def _atrous(self, k: int, r: torch.Tensor, r_wide: torch.Tensor) -> torch.Tensor:
+    def _sep(self, k: int, r_wide: torch.Tensor, chunks: int, repeats: int) -> torch.Tensor:
+        x = self.convs[f"sep{k}_pw1"](self.convs[f"sep{k}_dw1"](r_wide))
+        x = F.relu(self._bn(self.bns[f"sep{k}_1"], x, chunks, repeats), inplace=True)
+        x = self.convs[f"sep{k}_pw2"](self.convs[f"sep{k}_dw2"](x))
+        return self._bn(self.bns[f"sep{k}_2"], x, chunks, repeats)
+
+    def _atrous(
+        self, k: int, r: torch.Tensor, r_wide: torch.Tensor, chunks: int, repeats: int
+    ) -> torch.Tensor:
         if self.atrous_full:
             x = self.convs[f"atrous{k}"](r)
         else:
             x = self.convs[f"atrous{k}_pw"](self.convs[f"atrous{k}_dw"](r_wide))
-        return self.bns[f"atrous{k}"](x)
+        return self._bn(self.bns[f"atrous{k}"], x, chunks, repeats)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, chunks: int = 1, repeats: int = 1
+    ) -> torch.Tensor:
         N, C, H, W = x.shape
         m = self.edges
         r = F.relu(x)
         r_wide = r.unsqueeze(1).expand(N, m, C, H, W).reshape(N, m * C, H, W)
         conv_outputs = {
-            "sep_conv_3x3": self._sep(3, r_wide),
-            "sep_conv_5x5": self._sep(5, r_wide),
-            "atrous_conv_3x3": self._atrous(3, r, r_wide),
-            "atrous_conv_5x5": self._atrous(5, r, r_wide),
+            "sep_conv_3x3": self._sep(3, r_wide, chunks, repeats),
+            "sep_conv_5x5": self._sep(5, r_wide, chunks, repeats),
+            "atrous_conv_3x3": self._atrous(3, r, r_wide, chunks, repeats),
+            "atrous_conv_5x5": self._atrous(5, r, r_wide, chunks, repeats),
         }
+        max_pool = F.max_pool2d(x, 3, 1, 1)
+        avg_pool = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
         free_outputs = {
-            "max_pool_3x3": self.max_pool_bn(F.max_pool2d(x, 3, 1, 1)),
-            "avg_pool_3x3": self.avg_pool_bn(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)),
+            "max_pool_3x3": self.max_pool_bn(max_pool, chunks=chunks, repeats=repeats),
+            "avg_pool_3x3": self.avg_pool_bn(avg_pool, chunks=chunks, repeats=repeats),
             "skip_connect": x,
         }
         w = w.view(1, m, -1, 1, 1, 1)  # (1, edges, 8, 1, 1, 1)
@@ -274,11 +351,17 @@ class _StateEdges(nn.Module):
 class _Node(nn.Module):
     """Lattice node ``(l, i)``: one cell applied to each incoming transition, then β-summed.
 
-    The cell's weights are shared by its (up to three) applications, which run as one batch:
-    the preprocessed ``h[l-1]`` of every transition stacked along the batch dimension, so that
-    BatchNorm normalises the cell's ops over all of them together (as the shared module's
-    running statistics do in the public port). The ``h[l-2]`` input is the same for every
-    transition, so its edges are computed once and broadcast.
+    The cell's weights are shared by its D ≤ 3 applications (eq. 6, the public port's
+    ``for states in all_states``), which run as one batch: the preprocessed ``h[l-1]`` of the
+    transitions interleaved along the batch dimension (sample ``n`` of transition ``d`` at
+    ``n·D + d``). Every BatchNorm of the cell normalises each transition over its own N samples
+    and updates its running statistics once per transition, in transition order
+    (:class:`_BatchNorm` with ``chunks=D``): outputs, gradients and running statistics are those
+    of running the cell separately on each transition in turn (tested against that loop).
+    The ``h[l-2]`` input is the same for every transition, so its preprocessing and edges are
+    computed once, on N samples, and broadcast; their running statistics take the D identical
+    updates the loop would make (``repeats=D``; the public port preprocesses it once, so there
+    that one BatchNorm is updated once per node).
 
     Args:
         C: Channels of one block (``F · 2^i``).
@@ -341,26 +424,29 @@ class _Node(nn.Module):
         size: tuple[int, int],
     ) -> torch.Tensor:
         D = len(prevs)
-        x1 = torch.cat([p(h, size) for p, h in zip(self.preprocess, prevs)], dim=0)
+        # (N·D, C, H, W), sample-major: sample n of transition d at n·D + d
+        x1 = torch.stack([p(h, size) for p, h in zip(self.preprocess, prevs)], dim=1).flatten(0, 1)
         N = x1.shape[0] // D
         mixed, rest = self._split(x1)
-        acc = self.edges[0](mixed, alpha_weights[1])  # (D·N, B, C/K, H, W): a slot per block
+        acc = self.edges[0](mixed, alpha_weights[1], chunks=D)  # (N·D, B, C/K, H, W)
         if self.preprocess_pp is not None and self.edges_pp is not None and prev_prev is not None:
-            mixed, bypass = self._split(self.preprocess_pp(prev_prev, size))
-            shared = self.edges_pp(mixed, alpha_weights[0])  # the same for every transition
-            acc = (acc.view(D, N, *acc.shape[1:]) + shared).view(acc.shape)
+            # the same for every transition: computed once, statistics updated D times
+            mixed, bypass = self._split(self.preprocess_pp(prev_prev, size, repeats=D))
+            shared = self.edges_pp(mixed, alpha_weights[0], repeats=D)  # (N, B, C/K, H, W)
+            acc = (acc.view(N, D, *acc.shape[1:]) + shared.unsqueeze(1)).view(acc.shape)
             if rest is not None and bypass is not None:
-                rest = (rest.reshape(D, N, *rest.shape[1:]) + bypass).view(D * N, *rest.shape[1:])
+                rest = rest.reshape(N, D, *rest.shape[1:]) + bypass.unsqueeze(1)
+                rest = rest.view(N * D, *rest.shape[2:])
         outputs = []
+        beta_weights = betas.view(1, 1, D).expand(N, 1, D)
         for b in range(self.blocks):
-            block = self._block(acc[:, 0], rest)  # (D·N, C, H, W)
-            # Σ_d β_d · block of transition d (a matrix product; the block is saved anyway)
-            outputs.append(
-                torch.mm(betas.unsqueeze(0), block.view(D, -1)).view(N, *block.shape[1:])
-            )
+            block = self._block(acc[:, 0], rest)  # (N·D, C, H, W)
+            # Σ_d β_d · block of transition d: (N, 1, D) @ (N, D, C·H·W), one batched matrix
+            # product (it saves the block itself, which is saved anyway, not a copy)
+            outputs.append(torch.bmm(beta_weights, block.view(N, D, -1)).view(N, *block.shape[1:]))
             if b + 1 < self.blocks:
                 mixed, bypass = self._split(block)
-                acc = acc[:, 1:] + self.edges[b + 1](mixed, alpha_weights[b + 2])
+                acc = acc[:, 1:] + self.edges[b + 1](mixed, alpha_weights[b + 2], chunks=D)
                 rest = None if rest is None or bypass is None else rest + bypass
         return torch.cat(outputs, dim=1)
 
@@ -405,10 +491,11 @@ class AutoDeepLabSpace(AutoDeepLabLatency, SearchSpace):
     ``blocks · filter_multiplier · 2^i`` channels; an ASPP on every node of the last layer, each
     giving logits that are upsampled bilinearly to the input size and summed. The first layer is
     at stride 4 or 8. One cell (one set of weights) per node serves all its incoming
-    transitions. Cell ops use non-affine BatchNorm (as DARTS' search network). A missing
-    ``^sH^{l-2}`` (layer 0, and levels ``l`` and ``l + 1`` of layer ``l``, just reached) leaves
-    the cell without that input, as in the public port. See the module docstring for the β
-    layout.
+    transitions, each normalised by the cell's BatchNorms with its own batch statistics, as
+    separate applications (eq. 6, the public port). Cell ops use non-affine BatchNorm (as DARTS'
+    search network). A missing ``^sH^{l-2}`` (layer 0, and levels ``l`` and ``l + 1`` of layer
+    ``l``, just reached) leaves the cell without that input, as in the public port. See the
+    module docstring for the β layout.
 
     Args:
         num_classes: Number of output classes.
