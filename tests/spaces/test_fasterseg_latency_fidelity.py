@@ -30,14 +30,6 @@ MODES = {  # decision modes (α, β, γ) of expected_latency and of each decoupl
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _toy_ms(op: int, c_in: int, c_out: int, h: int, w: int, stride: int) -> float:
     """A closed-form op latency: op-, width- (not separable), size- and stride-dependent."""
     return (
