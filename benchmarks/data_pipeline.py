@@ -9,8 +9,9 @@ Writes fake Cityscapes / VOC / ADE20K trees at the real image sizes (2048x1024, 
   ``--batches`` batches after one warm-up batch,
 
 with each dataset's retrain protocol (Cityscapes 769 crops at full size, VOC 513, ADE20K long
-side 513 then 513 crops). Images are random (noise PNG/JPEG decode slower than photos), so the
-numbers are a lower bound. Run::
+side 513 then 513 crops), and first the time to render the embedded synthetic dataset at its
+default size (192 + 48 scenes, 64 px: what ``make demo`` and the tests render). Images are
+random (noise PNG/JPEG decode slower than photos), so the numbers are a lower bound. Run::
 
     .venv/bin/python benchmarks/data_pipeline.py --workers 4 --batches 10
 """
@@ -86,6 +87,13 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help="reuse / keep the fake trees here")
     args = parser.parse_args()
 
+    from lightning_nas.data.synthetic import render_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        render_dataset(Path(tmp) / "synthetic", num_train=192, num_val=48, image_size=64, seed=0)
+        elapsed = time.perf_counter() - start
+        print(f"synthetic default dataset (240 scenes, 64 px) rendered in {elapsed:.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp)
         start = time.perf_counter()

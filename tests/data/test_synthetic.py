@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,9 +70,7 @@ def test_layout_and_meta(small: SyntheticDataModule) -> None:
 
 
 def test_rendering_is_deterministic_from_the_seed(tmp_path: Path) -> None:
-    start = time.perf_counter()
     render_dataset(tmp_path / "a", num_train=6, num_val=2, image_size=64, seed=1)
-    assert time.perf_counter() - start < 1.0
     render_dataset(tmp_path / "b", num_train=6, num_val=2, image_size=64, seed=1)
     render_dataset(tmp_path / "c", num_train=6, num_val=2, image_size=64, seed=2)
     a, b, c = (_files(tmp_path / name) for name in "abc")
@@ -87,10 +84,13 @@ def test_rendering_is_deterministic_from_the_seed(tmp_path: Path) -> None:
     )
 
 
-def test_full_default_dataset_renders_fast(tmp_path: Path) -> None:
-    start = time.perf_counter()
+def test_full_default_dataset_renders_every_scene(tmp_path: Path) -> None:
+    # its speed is printed by benchmarks/data_pipeline.py (tests never assert on time)
     render_dataset(tmp_path / "full", num_train=192, num_val=48, image_size=64, seed=0)
-    assert time.perf_counter() - start < 5.0
+    files = _files(tmp_path / "full")
+    for split, n in (("train", 192), ("val", 48)):
+        for kind in ("images", "labels"):
+            assert sum(k.startswith(f"{kind}/{split}/") for k in files) == n, (kind, split)
 
 
 def test_prepare_data_rerenders_only_on_change(tmp_path: Path) -> None:
