@@ -1,0 +1,1 @@
+"""Per-method tests: one folder per method, mirroring ``lightning_nas/methods/``."""
