@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
@@ -129,7 +130,7 @@ def adapt_weight(
         >>> adapt_weight(0.01, fps=[100.0, 180.0], fps_window=(155.0, 175.0))  # halving first
         0.005
     """
-    values = [float(fps)] if isinstance(fps, int | float) else [float(f) for f in fps]
+    values = [float(f) for f in np.atleast_1d(np.asarray(fps, dtype=float))]
     low, high = fps_window
     if any(f >= high for f in values):
         return weight / 2
@@ -306,7 +307,8 @@ class LatencyRegularization(LossTerm):
         if callable(configs):
             self.table.require(configs(size), context=f"{type(space).__name__} at {size}")
         with torch.no_grad():
-            decoupled_latency(self._components(space), self._weights(space))
+            components = self._components(space)
+            decoupled_latency(components, self._weights(components))
         if self.reference_genotype is not None and self.reference_latency_ms is not None:
             self.latency_unit_ms = self._measure_unit(space)
             rank_zero_info(
@@ -340,11 +342,10 @@ class LatencyRegularization(LossTerm):
             )
         return ms / float(self.reference_latency_ms)  # type: ignore[arg-type]
 
-    def _weights(self, space: Any) -> dict[str, float]:
+    def _weights(self, components: Mapping[str, Any]) -> dict[str, float]:
         if self.component_weights is not None:
             return self.component_weights
-        with torch.no_grad():
-            return release_component_weights(self._components(space))
+        return release_component_weights(components)
 
     def _size(self) -> tuple[int, int]:
         if self.table is None:
@@ -392,7 +393,8 @@ class LatencyRegularization(LossTerm):
         self, module: pl.LightningModule, logits: torch.Tensor, batch: dict[str, Any]
     ) -> torch.Tensor | None:
         space = self._space(module)
-        term = decoupled_latency(self._components(space), self._weights(space))
+        components = self._components(space)
+        term = decoupled_latency(components, self._weights(components))
         term = term / self.latency_unit_ms
         if self.target_ms is not None and self.current_latency(space) <= self.target_ms:
             return term * 0.0
@@ -419,7 +421,7 @@ class LatencyRegularization(LossTerm):
         if len(components) > 1:
             metrics.update({f"latency/{k}_ms": float(v) for k, v in components.items()})
         if callable(getattr(space, "derived_latency", None)):
-            metrics["latency/derived_ms"] = self.current_latency(space)
+            metrics["latency/derived_ms"] = self.current_latency(space) * self.latency_unit_ms
         metrics["latency/lambda"] = self.weight
         metrics["latency/unit_ms"] = self.latency_unit_ms
         logged = trainer.callback_metrics

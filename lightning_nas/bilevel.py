@@ -12,6 +12,12 @@ with w± = w ± ε ∇_{w'} L_val(w', α) and ε = r / ‖∇_{w'} L_val(w', α)
 
 The virtual step really moves the weights (in place) and they are restored bit-for-bit
 afterwards, together with every buffer given (BatchNorm running statistics).
+
+One sample for every training-loss call: a stochastic space (sampled widths or paths, drop-path)
+would otherwise evaluate a different subnetwork at w, w⁺ and w⁻, and the finite difference
+(g⁺ − g⁻) / 2ε would divide that sampling noise by a tiny ε. Before each training-loss call the
+global RNG and the given buffers (e.g. a sample counter) are rewound to their values at the
+start of the call; afterwards the RNG continues from where the validation loss left it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,17 @@ def _grads(
     grads = torch.autograd.grad(loss, list(params), allow_unused=True)
     out = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
     return reduce(out)
+
+
+def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
 
 
 def unrolled_arch_gradient(
@@ -61,7 +78,8 @@ def unrolled_arch_gradient(
         weight_decay: the weight optimizer's weight decay λ.
         momentum_buffers: the optimizer's momentum buffer for each weight (``None`` entries or
             ``None``: no buffer yet, as before the first real step).
-        buffers: tensors (e.g. BatchNorm running statistics) to restore after the call.
+        buffers: tensors (e.g. BatchNorm running statistics, a sampling counter) restored after
+            the call and rewound before each training-loss call.
         r: the finite-difference radius numerator (ε = r / ‖∇_{w'} L_val‖).
         reduce: applied to every list of gradients before use; under DDP it averages them
             over ranks (``torch.autograd.grad`` is not all-reduced by DDP).
@@ -75,9 +93,19 @@ def unrolled_arch_gradient(
         momentum_buffers = [None] * len(weights)
     w0 = [w.detach().clone() for w in weights]
     b0 = [b.detach().clone() for b in buffers]
+    rng0 = _rng_state()
+
+    def frozen_train_loss() -> torch.Tensor:
+        _set_rng_state(rng0)
+        with torch.no_grad():
+            for b, b_orig in zip(buffers, b0):
+                b.copy_(b_orig)
+        return train_loss()
+
+    rng_after_val = None
     try:
         # virtual step w' = w - lr * (g + wd * w + momentum * buf)
-        g_train = _grads(train_loss(), weights, reduce)
+        g_train = _grads(frozen_train_loss(), weights, reduce)
         with torch.no_grad():
             for w, g, buf in zip(weights, g_train, momentum_buffers):
                 step = g + weight_decay * w
@@ -86,6 +114,7 @@ def unrolled_arch_gradient(
                 w.sub_(lr * step)
         # gradient of the validation loss at w'
         g_val = _grads(val_loss(), alphas + weights, reduce)
+        rng_after_val = _rng_state()
         d_alpha, d_w = g_val[: len(alphas)], g_val[len(alphas) :]
         norm = torch.sqrt(sum((g.double() ** 2).sum() for g in d_w))
         if float(norm) == 0.0:
@@ -95,11 +124,11 @@ def unrolled_arch_gradient(
         with torch.no_grad():
             for w, w_orig, v in zip(weights, w0, d_w):
                 w.copy_(w_orig).add_(v, alpha=eps)
-        g_plus = _grads(train_loss(), alphas, reduce)
+        g_plus = _grads(frozen_train_loss(), alphas, reduce)
         with torch.no_grad():
             for w, w_orig, v in zip(weights, w0, d_w):
                 w.copy_(w_orig).sub_(v, alpha=eps)
-        g_minus = _grads(train_loss(), alphas, reduce)
+        g_minus = _grads(frozen_train_loss(), alphas, reduce)
         return [da - lr * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, g_plus, g_minus)]
     finally:
         with torch.no_grad():
@@ -107,3 +136,5 @@ def unrolled_arch_gradient(
                 w.copy_(w_orig)
             for b, b_orig in zip(buffers, b0):
                 b.copy_(b_orig)
+        if rng_after_val is not None:
+            _set_rng_state(rng_after_val)

@@ -310,8 +310,8 @@ class SlimBatchNorm2d(nn.Module):
         bn = self.bn[index]
         bias = bn.bias
         if self.training and torch.is_grad_enabled() and len(self.bn) > 1:
-            every = torch.cat([p for m in self.bn for p in (m.weight, m.bias)])
-            bias = bias + 0.0 * every.sum()  # zero gradient to the idle widths (plain DDP)
+            every = sum(p.sum() for m in self.bn for p in (m.weight, m.bias))
+            bias = bias + 0.0 * every  # zero gradient to the idle widths (plain DDP)
         if self.training:
             bn.num_batches_tracked.add_(1)
         return F.batch_norm(

@@ -74,24 +74,6 @@ DEFAULT_ARCH_OPTIMIZER: dict[str, Any] = {
 }
 
 
-class _SampleState:
-    """The global RNG states and a module's buffers, captured now and restorable at will."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self._buffers = list(module.buffers())
-        self._values = [b.detach().clone() for b in self._buffers]
-        self._cpu = torch.get_rng_state()
-        self._cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-
-    def restore(self) -> None:
-        torch.set_rng_state(self._cpu)
-        if self._cuda is not None:
-            torch.cuda.set_rng_state_all(self._cuda)
-        with torch.no_grad():
-            for b, v in zip(self._buffers, self._values):
-                b.copy_(v)
-
-
 class SearchModule(SegmentationEvalMixin, LightningModule):
     """Differentiable architecture search of a :class:`~lightning_nas.spaces.base.SearchSpace`.
 
@@ -389,15 +371,8 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         weights = [p for p in self.weight_parameters() if p.requires_grad]
         alphas = list(self.arch_parameters().values())
         record: dict[str, Any] = {}
-        # One sample for every training-loss call of the step: a stochastic space (FasterSeg's
-        # Gumbel widths, drop-path) would otherwise evaluate a different subnetwork at w, w⁺
-        # and w⁻, and the finite difference (g⁺ − g⁻) / 2ε would divide that sampling noise by
-        # a tiny ε. Rewinding the RNGs and the space's buffers (e.g. a sample counter) before
-        # each call freezes the sample; BatchNorm statistics are restored afterwards anyway.
-        frozen = _SampleState(self.space)
 
-        def train_loss() -> torch.Tensor:
-            frozen.restore()
+        def train_loss() -> torch.Tensor:  # one frozen sample for every call (bilevel.py)
             return self._loss_with_terms(w_batch, "weight")[0]
 
         def val_loss() -> torch.Tensor:

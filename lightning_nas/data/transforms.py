@@ -78,7 +78,11 @@ def check_scales(
             "other null"
         )
     if scale_range is not None:
-        if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+        if (
+            len(scale_range) != 2
+            or not 0 < scale_range[0] <= scale_range[1]
+            or not math.isfinite(scale_range[1])
+        ):
             raise ConfigError(
                 f"scale_range must be [low, high] with 0 < low <= high, got {scale_range!r}"
             )

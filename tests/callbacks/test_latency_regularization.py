@@ -93,6 +93,10 @@ def test_adapt_weight_window():
     assert adapt_weight(1.0, [150.0, 170.0], (155.0, 175.0)) == 2.0
     assert adapt_weight(1.0, [150.0, 180.0], (155.0, 175.0)) == 0.5
     assert adapt_weight(1.0, [160.0, 170.0], (155.0, 175.0)) == 1.0
+    import numpy as np
+
+    assert adapt_weight(1.0, np.float32(180.0), (155.0, 175.0)) == 0.5
+    assert adapt_weight(1.0, torch.tensor([150.0, 160.0]), (155.0, 175.0)) == 2.0
 
 
 def test_default_weights_are_the_releases_for_the_components_present():

@@ -113,8 +113,9 @@ def test_scale_options_are_checked() -> None:
     for bad in ([], [0.0, 1.0], [-1.0]):
         with pytest.raises(ConfigError, match=r"scales must be a non-empty list of positive"):
             train_transform(crop_size=8, scales=bad)
-    with pytest.raises(ConfigError, match=r"scale_range must be \[low, high\]"):
-        train_transform(crop_size=8, scale_range=(2.0, 1.0))
+    for bad_range in ((2.0, 1.0), (0.5, float("inf"))):
+        with pytest.raises(ConfigError, match=r"scale_range must be \[low, high\]"):
+            train_transform(crop_size=8, scale_range=bad_range)
 
 
 # --- the DataModules ----------------------------------------------------------------------
