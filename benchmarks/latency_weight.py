@@ -16,51 +16,23 @@ same searches on a fake table (no timing).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
 
-from callbacks import LatencyRegularization
-from lightning_nas.data import SyntheticDataModule
-from lightning_nas.latency import LatencyTable, measure_module
-from lightning_nas.search import SearchModule
-from lightning_nas.spaces.fasterseg import FasterSegSpace
+import callbacks  # noqa: E402, F401  (before tests/ is on the path: tests/callbacks is no package)
 
-EQUAL = {"operators": 1.0, "strides": 1.0, "expansion": 1.0}
+REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO / "tests"))
+
+from test_fasterseg_latency_weight import search  # noqa: E402
+
+from lightning_nas.latency import LatencyTable, measure_module  # noqa: E402
+from lightning_nas.spaces.fasterseg import FasterSegSpace  # noqa: E402
+
 SPACE = {"num_classes": 6, "layers": 8, "Fch": 8, "widths": (4, 12), "teacher": False}
-
-
-def search(table: Path, weight: float, root: Path, out: Path, epochs: int) -> FasterSegSpace:
-    """A short search from a fixed random architecture with latency weight ``weight``."""
-    pl.seed_everything(0)
-    space = FasterSegSpace(sandwich=False, **SPACE)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in space.arch_parameters().values():
-            p.copy_(0.5 * torch.randn(p.shape, generator=gen))
-    module = SearchModule(
-        space,
-        arch_optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 0.3}},
-        weight_lr_scheduler=None,
-    )
-    data = SyntheticDataModule(
-        root=str(root), num_train=16, num_val=4, image_size=64, search=True, batch_size=2
-    )
-    pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=out,
-        callbacks=[LatencyRegularization(str(table), weight=weight, component_weights=EQUAL)],
-    ).fit(module, data)
-    return space
 
 
 def main() -> None:
@@ -81,7 +53,10 @@ def main() -> None:
             progress=True,
         )
         path = table.save(tmp / "fasterseg.json")
-        spaces = {w: search(path, w, tmp / "data", tmp / str(w), args.epochs) for w in (0.0, 10.0)}
+        spaces = {
+            w: search(path, w, tmp / "data", tmp / str(w), SPACE, args.epochs, image_size=64)
+            for w in (0.0, 10.0)
+        }
     genotypes = {w: s.derive() for w, s in spaces.items()}
     estimates = {w: spaces[w].derived_latency(table) for w in spaces}
     nets = {w: g.build(num_classes=6, Fch=8, aux_heads=False).eval() for w, g in genotypes.items()}

@@ -30,9 +30,15 @@ def fake_ms(c: OpConfig) -> float:
     return 0.05 + 1e-6 * macs * convs * zoom
 
 
-def _search(table, weight: float, root, tmp_path) -> FasterSegSpace:
+def search(
+    table, weight: float, root, out, space: dict = SPACE, epochs: int = 2, image_size: int = 32
+) -> FasterSegSpace:
+    """A short search from a fixed random architecture with latency weight ``weight``.
+
+    Also run by ``benchmarks/latency_weight.py`` (on a timed table, a larger space).
+    """
     pl.seed_everything(0)
-    space = FasterSegSpace(sandwich=False, **SPACE)
+    space = FasterSegSpace(sandwich=False, **space)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # the same random starting architecture for every λ
         for p in space.arch_parameters().values():
@@ -43,10 +49,10 @@ def _search(table, weight: float, root, tmp_path) -> FasterSegSpace:
         weight_lr_scheduler=None,
     )
     data = SyntheticDataModule(
-        root=root, num_train=16, num_val=4, image_size=32, search=True, batch_size=2
+        root=str(root), num_train=16, num_val=4, image_size=image_size, search=True, batch_size=2
     )
     pl.Trainer(
-        max_epochs=2,
+        max_epochs=epochs,
         accelerator="cpu",
         logger=False,
         enable_progress_bar=False,
@@ -54,7 +60,7 @@ def _search(table, weight: float, root, tmp_path) -> FasterSegSpace:
         enable_checkpointing=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        default_root_dir=tmp_path,
+        default_root_dir=out,
         callbacks=[LatencyRegularization(str(table), weight=weight, component_weights=EQUAL)],
     ).fit(module, data)
     return space
@@ -64,7 +70,7 @@ def test_higher_latency_weight_gives_a_cheaper_student(tmp_path, synthetic_root)
     configs = FasterSegSpace(**SPACE).latency_configs(SIZE)
     table = LatencyTable.build(configs, input_size=SIZE, measure=fake_ms, progress=False)
     path = table.save(tmp_path / "fasterseg.json")
-    spaces = {w: _search(path, w, synthetic_root, tmp_path / str(w)) for w in (0.0, 10.0)}
+    spaces = {w: search(path, w, synthetic_root, tmp_path / str(w)) for w in (0.0, 10.0)}
     genotypes = {w: s.derive() for w, s in spaces.items()}
     assert genotypes[0.0] != genotypes[10.0]
     estimate = {w: spaces[w].derived_latency(table) for w in spaces}

@@ -4,6 +4,8 @@ Not collected themselves (no ``Test`` prefix); ``tests/methods/<name>/test_contr
 them in a few lines. See ``docs/contributing.md``.
 """
 
+from pathlib import Path
+
 import pytest
 
 # plain asserts in these helper modules get pytest's introspection, as in a test module
@@ -16,7 +18,11 @@ from contracts.loss_term import LossTermContract  # noqa: E402
 from contracts.network import NetworkContract  # noqa: E402
 from contracts.space import SearchSpaceContract  # noqa: E402
 
+GENOTYPES = Path(__file__).resolve().parents[2] / "experiments" / "genotypes"
+"""The published genotypes shipped with the project (the network contracts build them)."""
+
 __all__ = [
+    "GENOTYPES",
     "LatencyAwareContract",
     "LossTermContract",
     "NetworkContract",

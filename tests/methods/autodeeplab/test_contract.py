@@ -1,9 +1,8 @@
 """Auto-DeepLab against the contracts: the space, its latency, the network and the loss terms."""
 
-from pathlib import Path
-
 import torch
 from contracts import (
+    GENOTYPES,
     LatencyAwareContract,
     LossTermContract,
     NetworkContract,
@@ -17,7 +16,6 @@ from lightning_nas.genotypes import load
 from lightning_nas.search import SearchModule
 from lightning_nas.spaces import AutoDeepLabSpace
 
-GENOTYPES = Path(__file__).resolve().parents[3] / "experiments" / "genotypes"
 HEAD = {"aspp_channels": 8, "decoder_channels": 8, "low_level_channels": 4}
 
 

@@ -1,9 +1,8 @@
 """DARTS against the contracts: the space, its latency, the network and the loss terms."""
 
-from pathlib import Path
-
 import torch
 from contracts import (
+    GENOTYPES,
     LatencyAwareContract,
     LossTermContract,
     NetworkContract,
@@ -18,7 +17,6 @@ from lightning_nas.genotypes import load
 from lightning_nas.search import SearchModule
 from lightning_nas.spaces import DartsSpace
 
-GENOTYPES = Path(__file__).resolve().parents[3] / "experiments" / "genotypes"
 TINY = {"C": 4, "layers": 3, "steps": 2, "multiplier": 2, "stem_multiplier": 2}
 
 

@@ -1,11 +1,11 @@
 """FasterSeg against the contracts: the space, its latency, the network and the loss terms."""
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
 from contracts import (
+    GENOTYPES,
     LatencyAwareContract,
     LossTermContract,
     NetworkContract,
@@ -19,7 +19,6 @@ from lightning_nas.genotypes import load
 from lightning_nas.search import SearchModule
 from lightning_nas.spaces import FasterSegSpace
 
-GENOTYPES = Path(__file__).resolve().parents[3] / "experiments" / "genotypes"
 PAIRS = ((2, 1), (2, 0))
 
 
