@@ -26,10 +26,10 @@ import time
 import torch
 
 from lightning_nas.latency import LatencyTable, OpTimer, measure_module
-from lightning_nas.networks.darts import DartsNetwork
-from lightning_nas.networks.fasterseg import FasterSegNetwork
-from lightning_nas.spaces.darts import DartsSpace
-from lightning_nas.spaces.fasterseg import FasterSegSpace
+from lightning_nas.methods.darts.network import DartsNetwork
+from lightning_nas.methods.darts.space import DartsSpace
+from lightning_nas.methods.fasterseg.network import FasterSegNetwork
+from lightning_nas.methods.fasterseg.space import FasterSegSpace
 
 
 def pearson(x: list[float], y: list[float]) -> float:

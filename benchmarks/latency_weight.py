@@ -9,8 +9,8 @@ the table estimates, the measured latencies and their ratio. Run::
     .venv/bin/python benchmarks/latency_weight.py --size 256 256
 
 Seen on the 2-core development machine at 256×256: about 13 ms (λ = 10: every width 4/12, cheap
-ops) against 18–19 ms (λ = 0). The test ``tests/test_fasterseg_latency_weight.py`` checks the
-same searches on a fake table (no timing).
+ops) against 18–19 ms (λ = 0). The test ``tests/methods/fasterseg/test_latency_weight.py``
+checks the same searches on a fake table (no timing).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import callbacks  # noqa: E402, F401  (before tests/ is on the path: tests/callb
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO / "tests"))
 
-from test_fasterseg_latency_weight import search  # noqa: E402
+from methods.fasterseg.test_latency_weight import search  # noqa: E402
 
 from lightning_nas.latency import LatencyTable, measure_module  # noqa: E402
-from lightning_nas.spaces.fasterseg import FasterSegSpace  # noqa: E402
+from lightning_nas.methods.fasterseg.space import FasterSegSpace  # noqa: E402
 
 SPACE = {"num_classes": 6, "layers": 8, "Fch": 8, "widths": (4, 12), "teacher": False}
 

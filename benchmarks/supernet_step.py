@@ -28,8 +28,8 @@ import time
 
 import torch
 
-from lightning_nas.spaces.autodeeplab import AutoDeepLabSpace
-from lightning_nas.spaces.fasterseg import FasterSegSpace
+from lightning_nas.methods.autodeeplab.space import AutoDeepLabSpace
+from lightning_nas.methods.fasterseg.space import FasterSegSpace
 
 
 def rss_mb() -> float:

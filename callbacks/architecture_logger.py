@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -25,6 +25,33 @@ def mean_entropy(probs: torch.Tensor) -> float:
     """
     p = probs.clamp_min(1e-12)
     return float(-(p * p.log()).sum(-1).mean())
+
+
+@runtime_checkable
+class ArchitectureLabels(Protocol):
+    """A space that names the rows and columns of its 2-D architecture parameters."""
+
+    def arch_labels(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Row and column labels of each 2-D architecture parameter, by name."""
+        ...
+
+
+@runtime_checkable
+class ArchitectureFigures(Protocol):
+    """A space that draws figures of its own each epoch (Auto-DeepLab: its lattice and path)."""
+
+    def arch_figures(self) -> dict[str, Any]:
+        """Matplotlib ``Figure``s by name (built with ``matplotlib.figure.Figure``, not pyplot)."""
+        ...
+
+
+@runtime_checkable
+class DerivedStatistics(Protocol):
+    """A space that reports scalar statistics of its derived architecture each epoch."""
+
+    def derived_statistics(self) -> dict[str, float]:
+        """Statistics by name (e.g. DARTS' number of skip connections in the normal cell)."""
+        ...
 
 
 class ArchitectureLogger(Callback):
@@ -57,7 +84,7 @@ class ArchitectureLogger(Callback):
         if not isinstance(space, SearchSpace):
             return
         dists = space.arch_distributions()
-        labels = space.arch_labels()
+        labels = space.arch_labels() if isinstance(space, ArchitectureLabels) else {}
         metrics: dict[str, float] = {}
         for name, probs in dists.items():
             probs = probs.detach().float().cpu()
@@ -72,14 +99,16 @@ class ArchitectureLogger(Callback):
                         r = rows[i] if rows else str(i)
                         c = cols[j] if cols else str(j)
                         metrics[f"arch/{name}/{r}/{c}"] = float(probs[i, j])
-        for key, value in space.derived_statistics().items():
-            metrics[f"arch/{key}"] = float(value)
+        if isinstance(space, DerivedStatistics):
+            for key, value in space.derived_statistics().items():
+                metrics[f"arch/{key}"] = float(value)
         pl_module.log_dict(metrics, on_step=False, on_epoch=True)
         if self.plot and not trainer.sanity_checking:
             out = genotype_dir(trainer) / "arch"  # on every rank: log_dir broadcasts under DDP
             if trainer.is_global_zero:
                 self._plot(trainer, out, dists, labels)
-                for name, fig in space.arch_figures().items():
+                figures = space.arch_figures() if isinstance(space, ArchitectureFigures) else {}
+                for name, fig in figures.items():
                     self._save(trainer, out, name, fig)
 
     def _plot(

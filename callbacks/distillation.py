@@ -12,7 +12,7 @@ Here the term comes from a callback through the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -24,7 +24,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.loss_terms import LossTerm
 from lightning_nas.weights import load_weights
 
-__all__ = ["Distillation", "distillation_kl"]
+__all__ = ["CoSearchTeacher", "Distillation", "distillation_kl"]
 
 
 def distillation_kl(
@@ -86,6 +86,15 @@ def _load_weights(network: nn.Module, path: str) -> None:
         raise ConfigError(f"Distillation: teacher_weights file {path} not found") from None
     except ConfigError as err:
         raise ConfigError(f"Distillation: teacher {err}") from None
+
+
+@runtime_checkable
+class CoSearchTeacher(Protocol):
+    """A search space that co-searches its own teacher (FasterSeg with ``teacher: true``)."""
+
+    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits on ``x``, detached."""
+        ...
 
 
 class Distillation(LossTerm):
@@ -222,7 +231,7 @@ class Distillation(LossTerm):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.teacher is None and self.teacher_checkpoint is None:
             space = getattr(pl_module, "space", None)
-            if not callable(getattr(space, "teacher_logits", None)):
+            if not isinstance(space, CoSearchTeacher):
                 raise ConfigError(
                     "Distillation: no teacher given (teacher_checkpoint, or teacher with "
                     f"teacher_weights) and {type(pl_module).__name__} has no search space with a "

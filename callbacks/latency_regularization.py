@@ -20,48 +20,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_nas.errors import ConfigError
+from lightning_nas.latency.protocols import (
+    DerivedCandidates,
+    DerivedLatency,
+    LatencyAware,
+    LatencyComponents,
+)
 from lightning_nas.latency.table import LatencyTable
 from lightning_nas.loss_terms import LossTerm
 
-__all__ = [
-    "FASTERSEG_COMPONENT_WEIGHTS",
-    "FASTERSEG_TWO_COMPONENT_WEIGHTS",
-    "LatencyRegularization",
-    "adapt_weight",
-    "decoupled_latency",
-    "release_component_weights",
-]
-
-FASTERSEG_COMPONENT_WEIGHTS: dict[str, float] = {
-    "operators": 1 / 500,
-    "strides": 497 / 500,
-    "expansion": 2 / 500,
-}
-"""FasterSeg's decoupled weights as released when the widths are searched
-(``search/architect.py``: r0 = 1/500 for the operators α, r1 = 497/500 for the downsampling β,
-r2 = 2/500 for the widths γ)."""
-
-FASTERSEG_TWO_COMPONENT_WEIGHTS: dict[str, float] = {
-    "operators": 1 / 500,
-    "strides": 499 / 500,
-}
-"""FasterSeg's released weights when the widths are not searched (``search/architect.py``,
-``len(width_mult_list) == 1``: r0 = 1/500, r1 = 499/500) — not 1/500 and 497/500 renormalised,
-which would give 1/498 : 497/498."""
-
-
-def release_component_weights(components: Mapping[str, Any]) -> dict[str, float]:
-    """The release's weights for the components a space reports (the default of the callback).
-
-    Example:
-        >>> release_component_weights({"operators": 0, "strides": 0})
-        {'operators': 0.002, 'strides': 0.998}
-        >>> sorted(release_component_weights({"operators": 0, "strides": 0, "expansion": 0}))
-        ['expansion', 'operators', 'strides']
-    """
-    if set(components) == set(FASTERSEG_TWO_COMPONENT_WEIGHTS):
-        return dict(FASTERSEG_TWO_COMPONENT_WEIGHTS)
-    return dict(FASTERSEG_COMPONENT_WEIGHTS)
+__all__ = ["LatencyRegularization", "adapt_weight", "decoupled_latency"]
 
 
 def decoupled_latency(
@@ -71,7 +39,7 @@ def decoupled_latency(
 
     A single component gets weight 1 whatever its name. With several, each needs a weight; they
     are normalised over the present ones (the release's sets already sum to 1, see
-    :func:`release_component_weights`).
+    ``lightning_nas.methods.fasterseg.latency.release_component_weights``).
 
     Args:
         components: Latency terms (ms) by name, e.g. ``{"operators": ..., "strides": ...}``.
@@ -168,9 +136,10 @@ class LatencyRegularization(LossTerm):
         table: Path of the latency table (``lightning-nas latency build``).
         weight: λ, the initial weight of the term (FasterSeg: 0.01).
         component_weights: Weights of the latency components by name (normalised over the
-            components the space reports); default: the release's for the components the
-            space reports (:func:`release_component_weights`: 1/500, 497/500, 2/500 with
-            widths, 1/500, 499/500 without).
+            components the space reports); default: the space's own
+            (``latency_component_weights()`` of
+            :class:`~lightning_nas.latency.protocols.LatencyComponents`; FasterSeg: the
+            release's 1/500, 497/500, 2/500 with widths, 1/500, 499/500 without).
         target_ms: Penalise only while the current latency is above this many (reference) ms
             (the term is zero otherwise); ``None``: always.
         fps_window: ``(min_fps, max_fps)``: at the end of each training epoch with
@@ -273,17 +242,18 @@ class LatencyRegularization(LossTerm):
 
     # ----------------------------------------------------------------- setup
     @staticmethod
-    def _space(pl_module: pl.LightningModule) -> Any:
+    def _space(pl_module: pl.LightningModule) -> LatencyAware:
         space = getattr(pl_module, "space", None)
         if space is None:
             raise ConfigError(
                 f"LatencyRegularization: {type(pl_module).__name__} has no search space (a "
                 "`space` attribute); latency regularisation applies to a search"
             )
-        if not callable(getattr(space, "expected_latency", None)):
+        if not isinstance(space, LatencyAware):
             raise ConfigError(
-                f"LatencyRegularization: the search space {type(space).__name__} has no "
-                "expected_latency(table) method, so its latency cannot be regularised"
+                f"LatencyRegularization: the search space {type(space).__name__} is not latency "
+                "aware (lightning_nas.latency.LatencyAware: latency_configs, latency_op, "
+                "expected_latency), so its latency cannot be regularised"
             )
         return space
 
@@ -303,12 +273,10 @@ class LatencyRegularization(LossTerm):
                 f"(digest {self.table.digest[:12]})"
             )
         size = self._size()
-        configs = getattr(space, "latency_configs", None)
-        if callable(configs):
-            self.table.require(configs(size), context=f"{type(space).__name__} at {size}")
+        self.table.require(space.latency_configs(size), context=f"{type(space).__name__} at {size}")
         with torch.no_grad():
             components = self._components(space)
-            decoupled_latency(components, self._weights(components))
+            decoupled_latency(components, self._weights(space))
         if self.reference_genotype is not None and self.reference_latency_ms is not None:
             self.latency_unit_ms = self._measure_unit(space)
             rank_zero_info(
@@ -321,8 +289,7 @@ class LatencyRegularization(LossTerm):
     def _measure_unit(self, space: Any) -> float:
         from lightning_nas import genotypes
 
-        derived = getattr(space, "derived_latency", None)
-        if not callable(derived):
+        if not isinstance(space, DerivedLatency):
             raise ConfigError(
                 f"LatencyRegularization: reference_genotype needs the space's derived_latency "
                 f"(table, genotype); {type(space).__name__} has none"
@@ -334,7 +301,7 @@ class LatencyRegularization(LossTerm):
                 f"LatencyRegularization: reference_genotype file {self.reference_genotype} not "
                 "found"
             ) from None
-        ms = float(derived(self.table, genotype, input_size=self._size()))
+        ms = float(space.derived_latency(self.table, genotype, input_size=self._size()))
         if not ms > 0:
             raise ConfigError(
                 f"LatencyRegularization: reference_genotype {self.reference_genotype} has a "
@@ -342,10 +309,12 @@ class LatencyRegularization(LossTerm):
             )
         return ms / float(self.reference_latency_ms)  # type: ignore[arg-type]
 
-    def _weights(self, components: Mapping[str, Any]) -> dict[str, float]:
+    def _weights(self, space: Any) -> dict[str, float]:
         if self.component_weights is not None:
             return self.component_weights
-        return release_component_weights(components)
+        if isinstance(space, LatencyComponents):
+            return space.latency_component_weights()
+        return {}
 
     def _size(self) -> tuple[int, int]:
         if self.table is None:
@@ -354,9 +323,8 @@ class LatencyRegularization(LossTerm):
 
     # ----------------------------------------------------------------- latency
     def _components(self, space: Any) -> dict[str, torch.Tensor]:
-        fn = getattr(space, "latency_components", None)
-        if callable(fn):
-            return dict(fn(self.table, self._size()))
+        if isinstance(space, LatencyComponents):
+            return dict(space.latency_components(self.table, self._size()))
         return {"expected": space.expected_latency(self.table, self._size())}
 
     def current_latency(self, space: Any) -> float:
@@ -365,26 +333,24 @@ class LatencyRegularization(LossTerm):
         The table estimate of the currently derived network when the space has
         ``derived_latency(table)``, else its expected latency; divided by ``latency_unit_ms``.
         """
-        derived = getattr(space, "derived_latency", None)
-        if callable(derived):
-            return float(derived(self.table, input_size=self._size())) / self.latency_unit_ms
+        if isinstance(space, DerivedLatency):
+            derived = space.derived_latency(self.table, input_size=self._size())
+            return float(derived) / self.latency_unit_ms
         with torch.no_grad():
             return float(space.expected_latency(self.table, self._size())) / self.latency_unit_ms
 
     def candidate_latencies(self, space: Any) -> list[float]:
         """The latencies (reference ms) the FPS window is checked against.
 
-        One per branch pair when the space derives branch pairs (FasterSeg: the release adapts
-        λ on either pair), else :meth:`current_latency`.
+        One per candidate when the space may end with several derived networks
+        (:class:`~lightning_nas.latency.protocols.DerivedCandidates`; FasterSeg: the release
+        adapts λ on either branch pair), else :meth:`current_latency`.
         """
-        derive_pair = getattr(space, "derive_pair", None)
-        if callable(derive_pair) and callable(getattr(space, "derived_latency", None)):
-            from callbacks.branch_selection import BRANCH_PAIRS
-
+        if isinstance(space, DerivedCandidates) and isinstance(space, DerivedLatency):
             return [
-                float(space.derived_latency(self.table, derive_pair(pair), self._size()))
+                float(space.derived_latency(self.table, genotype, self._size()))
                 / self.latency_unit_ms
-                for pair in BRANCH_PAIRS
+                for genotype in space.derive_candidates().values()
             ]
         return [self.current_latency(space)]
 
@@ -394,7 +360,7 @@ class LatencyRegularization(LossTerm):
     ) -> torch.Tensor | None:
         space = self._space(module)
         components = self._components(space)
-        term = decoupled_latency(components, self._weights(components))
+        term = decoupled_latency(components, self._weights(space))
         term = term / self.latency_unit_ms
         if self.target_ms is not None and self.current_latency(space) <= self.target_ms:
             return term * 0.0
@@ -420,7 +386,7 @@ class LatencyRegularization(LossTerm):
         metrics = {"latency/expected_ms": float(expected)}
         if len(components) > 1:
             metrics.update({f"latency/{k}_ms": float(v) for k, v in components.items()})
-        if callable(getattr(space, "derived_latency", None)):
+        if isinstance(space, DerivedLatency):
             metrics["latency/derived_ms"] = self.current_latency(space) * self.latency_unit_ms
         metrics["latency/lambda"] = self.weight
         metrics["latency/unit_ms"] = self.latency_unit_ms

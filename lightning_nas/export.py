@@ -14,7 +14,7 @@ The exporter is PyTorch's default one, based on ``torch.export`` (``dynamo=True`
 ``onnxscript``). The older TorchScript exporter (``dynamo=False``) gives the same numbers on the
 DARTS and Auto-DeepLab networks and exports several times faster, but with torch 2.14 it warns
 that it will be removed, and it records Python branches on shapes as constants of the trace
-(``_resize`` in :mod:`lightning_nas.networks.autodeeplab` warns about this), whereas
+(``_resize`` in :mod:`lightning_nas.methods.autodeeplab.network` warns about this), whereas
 ``torch.export`` traces them symbolically, which is what ``dynamic_size=True`` relies on.
 
 ``onnx`` and ``onnxruntime`` are imported inside the functions, so ``import lightning_nas`` does

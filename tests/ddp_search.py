@@ -1,6 +1,6 @@
 """Run a tiny search under `strategy: ddp` on CPU (gloo); each rank saves what it ended with.
 
-Used by tests/test_ddp.py, tests/test_ddp_autodeeplab.py and tests/test_ddp_fasterseg.py:
+Used by tests/test_ddp.py and tests/methods/{autodeeplab,fasterseg}/test_ddp.py:
     python tests/ddp_search.py <data_root> <out_dir> <darts|autodeeplab|fasterseg> <unrolled 0|1>
 """
 
@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_nas.data import SyntheticDataModule
+from lightning_nas.methods.fasterseg.space import FasterSegSpace
 from lightning_nas.search import SearchModule
 from lightning_nas.spaces import AutoDeepLabSpace, DartsSpace
-from lightning_nas.spaces.fasterseg import FasterSegSpace
 
 SPACES = {
     "darts": lambda: DartsSpace(

@@ -92,7 +92,7 @@ def test_printed_config_reruns(tmp_path, synthetic_root, capsys):
     space = config["model"]["init_args"]["space"]
     assert space["class_path"] in (
         "lightning_nas.spaces.DartsSpace",
-        "lightning_nas.spaces.darts.DartsSpace",
+        "lightning_nas.methods.darts.space.DartsSpace",
     )
     assert space["init_args"]["C"] == 4
     # DARTS' release (train_search.py): Adam lr 3e-4, betas (0.5, 0.999), weight decay 1e-3

@@ -11,8 +11,8 @@ import torch
 
 import lightning_nas.search as search_mod
 from lightning_nas.data import SyntheticDataModule
+from lightning_nas.methods.fasterseg.space import FasterSegSpace
 from lightning_nas.search import SearchModule
-from lightning_nas.spaces.fasterseg import FasterSegSpace
 
 
 def _fit(tmp_path, wrapper, holder) -> SearchModule:

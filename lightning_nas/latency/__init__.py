@@ -1,18 +1,24 @@
-"""Device latency: measuring operations, versioned lookup tables, the ``latency`` command.
+"""Device latency: operation configs, building and timing them, versioned lookup tables.
 
-* :mod:`~lightning_nas.latency.measure` — :class:`OpConfig` (an op at a shape), :func:`build_op`,
-  :func:`measure_module` (the one timing routine), :class:`OpTimer`.
+Method-agnostic: nothing here knows a method.
+
+* :mod:`~lightning_nas.latency.config` — :class:`OpConfig`, an op at a shape (torch-free).
+* :mod:`~lightning_nas.latency.blocks` — :func:`build_op`: the shared blocks, plus the op
+  builders a method supplies.
+* :mod:`~lightning_nas.latency.measure` — :func:`measure_module` (the one timing routine),
+  :class:`OpTimer`.
 * :mod:`~lightning_nas.latency.table` — :class:`LatencyTable` (build ahead, save, load with
   validation, strict lookups).
+* :mod:`~lightning_nas.latency.protocols` — what a latency-aware search space implements
+  (:class:`LatencyAware`, :class:`LatencyComponents`, :class:`DerivedLatency`), checked with
+  ``isinstance`` by ``callbacks.LatencyRegularization`` and the ``latency`` command.
 * :mod:`~lightning_nas.latency.cli` — ``lightning-nas latency build|show``.
-
-A search space that supports latency-aware search exposes ``latency_configs(input_size)`` (what
-to measure) and ``expected_latency(table)`` (a differentiable scalar, ms), optionally
-``latency_components(table)`` (decoupled terms) and ``derived_latency(table)`` (the table
-estimate of the currently derived network); ``callbacks.LatencyRegularization`` uses them.
 """
 
-from lightning_nas.latency.measure import OpConfig, OpTimer, build_op, device_name, measure_module
+from lightning_nas.latency.blocks import BuiltOp, OpBuilder, build_op
+from lightning_nas.latency.config import OpConfig
+from lightning_nas.latency.measure import OpTimer, device_name, measure_module
+from lightning_nas.latency.protocols import DerivedLatency, LatencyAware, LatencyComponents
 from lightning_nas.latency.table import (
     SCHEMA_VERSION,
     LatencyTable,
@@ -22,9 +28,14 @@ from lightning_nas.latency.table import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BuiltOp",
+    "DerivedLatency",
+    "LatencyAware",
+    "LatencyComponents",
     "LatencyTable",
     "LatencyTableError",
     "MissingLatencyError",
+    "OpBuilder",
     "OpConfig",
     "OpTimer",
     "build_op",

@@ -2,14 +2,16 @@ r"""``lightning-nas latency build|show``: build a latency table ahead of a searc
 
     lightning-nas latency build --space-config experiments/darts.yaml --input-size 64 64 \
         --out tables/cpu.json
-    lightning-nas latency build --space-arg C=8 --space-arg layers=5 --input-size 64 64 \
-        --device cuda --out tables/h100.json
+    lightning-nas latency build --space DartsSpace --space-arg C=8 --space-arg layers=5 \
+        --input-size 64 64 --device cuda --out tables/h100.json
     lightning-nas latency show tables/cpu.json
 
 ``--space-config`` takes an experiment config (its ``model.init_args.space``) or a file holding
-just ``class_path`` / ``init_args``; without it the space is a default ``DartsSpace``.
-``--space-arg KEY=VALUE`` overrides an init argument (the value is read as YAML). The space must
-have ``latency_configs(input_size)``.
+just ``class_path`` / ``init_args``; ``--space`` names the space class instead (a class path, or a
+short name under ``lightning_nas.spaces``). ``--space-arg KEY=VALUE`` overrides an init argument
+(the value is read as YAML). The space must be
+:class:`~lightning_nas.latency.protocols.LatencyAware`: its ``latency_configs(input_size)`` say
+what to measure and its ``latency_op`` builds its own operations.
 """
 
 from __future__ import annotations
@@ -26,15 +28,19 @@ import yaml
 
 from lightning_nas._config import import_object
 from lightning_nas.errors import ConfigError
+from lightning_nas.latency.measure import OpTimer
+from lightning_nas.latency.protocols import LatencyAware
 from lightning_nas.latency.table import LatencyTable, MissingLatencyError
 
 __all__ = ["latency_main"]
 
-_DEFAULT_SPACE = "lightning_nas.spaces.DartsSpace"
 
-
-def _space_spec(path: str | None, overrides: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    class_path, init_args = _DEFAULT_SPACE, {}
+def _space_spec(
+    path: str | None, space: str | None, overrides: Sequence[str]
+) -> tuple[str, dict[str, Any]]:
+    if (path is None) == (space is None):
+        raise ConfigError("latency build: give exactly one of --space-config FILE, --space CLASS")
+    class_path, init_args = space or "", {}
     if path is not None:
         try:
             cfg = yaml.safe_load(Path(path).read_text())
@@ -61,17 +67,19 @@ def _space_spec(path: str | None, overrides: Sequence[str]) -> tuple[str, dict[s
 
 
 def _build(args: argparse.Namespace) -> int:
-    class_path, init_args = _space_spec(args.space_config, args.space_arg)
+    class_path, init_args = _space_spec(args.space_config, args.space, args.space_arg)
     cls = import_object(class_path if "." in class_path else f"lightning_nas.spaces.{class_path}")
     try:
         space = cls(**init_args)
     except TypeError as err:
         raise ConfigError(f"{class_path}: {err}") from None
-    configs_fn = getattr(space, "latency_configs", None)
-    if not callable(configs_fn):
-        raise ConfigError(f"{type(space).__name__} has no latency_configs(input_size) method")
+    if not isinstance(space, LatencyAware):
+        raise ConfigError(
+            f"{type(space).__name__} is not latency aware (lightning_nas.latency.LatencyAware: "
+            "latency_configs, latency_op, expected_latency)"
+        )
     size = tuple(args.input_size)
-    configs = configs_fn(size)
+    configs = space.latency_configs(size)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(
@@ -87,6 +95,14 @@ def _build(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         warmup=args.warmup,
         repeats=args.repeats,
+        measure=OpTimer(
+            args.device,
+            args.dtype,
+            args.batch_size,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            builders=(space.latency_op,),
+        ),
         progress=not args.no_progress,
     )
     path = table.save(args.out)
@@ -114,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="measure every op configuration of a search space")
     b.add_argument("--space-config", help="experiment YAML (model.init_args.space) or space YAML")
+    b.add_argument("--space", help="search space class path or short name (instead of a config)")
     b.add_argument(
         "--space-arg",
         action="append",

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -32,7 +32,9 @@ from typing import Any
 import torch
 
 from lightning_nas.errors import ConfigError
-from lightning_nas.latency.measure import OpConfig, OpTimer, device_name, dtype_name
+from lightning_nas.latency.blocks import OpBuilder
+from lightning_nas.latency.config import OpConfig
+from lightning_nas.latency.measure import OpTimer, device_name, dtype_name
 
 __all__ = ["SCHEMA_VERSION", "LatencyTable", "LatencyTableError", "MissingLatencyError"]
 
@@ -238,6 +240,7 @@ class LatencyTable:
         repeats: int = 30,
         measure: Callable[[OpConfig], float] | None = None,
         progress: bool = True,
+        builders: Sequence[OpBuilder] = (),
     ) -> LatencyTable:
         """Measure every configuration once (duplicates are measured once).
 
@@ -250,8 +253,10 @@ class LatencyTable:
             warmup: Untimed calls before timing each entry.
             repeats: Timed samples per entry (the median is kept).
             measure: ``config -> ms``; default :class:`~lightning_nas.latency.measure.OpTimer`
-                on ``device``. Inject a fake timer in tests.
+                on ``device`` with ``builders``. Inject a fake timer in tests.
             progress: Show a progress bar (rich).
+            builders: Op builders of the default timer (a latency-aware space's
+                ``latency_op``), see :func:`~lightning_nas.latency.blocks.build_op`.
 
         Returns:
             The table.
@@ -263,7 +268,9 @@ class LatencyTable:
                 raise TypeError(f"LatencyTable.build: expected OpConfig, got {type(c).__name__}")
             unique.setdefault(c.key, c)
         if measure is None:
-            measure = OpTimer(device, dtype, batch_size, warmup=warmup, repeats=repeats)
+            measure = OpTimer(
+                device, dtype, batch_size, warmup=warmup, repeats=repeats, builders=builders
+            )
         name = device_name(device)
         items: Iterable[OpConfig] = unique.values()
         if progress:

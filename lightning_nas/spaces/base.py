@@ -84,22 +84,3 @@ class SearchSpace(nn.Module, ABC):
         The default applies a softmax over the last dimension of each architecture parameter.
         """
         return {k: torch.softmax(v.detach(), dim=-1) for k, v in self.arch_parameters().items()}
-
-    def arch_labels(self) -> dict[str, tuple[list[str], list[str]]]:
-        """Row and column labels of each 2-D architecture parameter, for logs and plots.
-
-        Default: none (indices are used).
-        """
-        return {}
-
-    def arch_figures(self) -> dict[str, Any]:
-        """Extra matplotlib ``Figure``s to log each epoch, by name (default: none).
-
-        E.g. Auto-DeepLab draws its network-level lattice with the decoded path highlighted.
-        Build them with ``matplotlib.figure.Figure`` (not pyplot).
-        """
-        return {}
-
-    def derived_statistics(self) -> dict[str, float]:
-        """Scalar statistics of the derived architecture to log each epoch (default: none)."""
-        return {}

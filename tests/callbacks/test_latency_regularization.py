@@ -4,16 +4,14 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from callbacks.latency_regularization import (
-    FASTERSEG_COMPONENT_WEIGHTS,
-    LatencyRegularization,
-    adapt_weight,
-    decoupled_latency,
-    release_component_weights,
-)
+from callbacks.latency_regularization import LatencyRegularization, adapt_weight, decoupled_latency
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.latency import LatencyTable, LatencyTableError, MissingLatencyError, OpConfig
+from lightning_nas.methods.fasterseg.latency import (
+    FASTERSEG_COMPONENT_WEIGHTS,
+    release_component_weights,
+)
 from lightning_nas.search import SearchModule
 from lightning_nas.segmentation import SegmentationModule
 from lightning_nas.spaces import DartsSpace
@@ -107,19 +105,32 @@ def test_default_weights_are_the_releases_for_the_components_present():
     assert float(decoupled_latency(comps, two)) == pytest.approx(0.002 * 10 + 0.998 * 20)
     three = release_component_weights({"operators": 0, "strides": 0, "expansion": 0})
     assert three == {"operators": 0.002, "strides": 0.994, "expansion": 0.004}
+    # the callback's default (component_weights: null) is the space's own declaration
+    from lightning_nas.methods.fasterseg.space import FasterSegSpace
+
+    tiny = {"num_classes": 3, "layers": 8, "Fch": 1, "teacher": False}
+    assert FasterSegSpace(widths=(6, 12), **tiny).latency_component_weights() == three
+    assert FasterSegSpace(widths=(12,), **tiny).latency_component_weights() == two
+    assert tiny_space().latency_component_weights() == {"operators": 1.0}  # DARTS: one term
 
 
 def test_lambda_adapts_only_after_architecture_epochs_on_either_pair(table_path):
     from types import SimpleNamespace
 
     class PairSpace:
-        """A space with two branch pairs whose table latencies are 4 ms and 8 ms."""
+        """A space with two candidate networks (pairs) whose table latencies are 4 ms and 8 ms."""
+
+        def latency_configs(self, input_size):
+            return []
+
+        def latency_op(self, config):
+            return None
 
         def expected_latency(self, table, size=None):
             return torch.tensor(6.0)
 
-        def derive_pair(self, pair):
-            return pair
+        def derive_candidates(self):
+            return {"2-0": (2, 0), "2-1": (2, 1)}
 
         def derived_latency(self, table, genotype=None, input_size=None):
             return {(2, 0): 4.0, (2, 1): 8.0}.get(genotype, 6.0)
@@ -200,7 +211,7 @@ def test_setup_errors_name_the_space_and_the_table(table_path, tmp_path):
             super().__init__()
             self.space = space
 
-    with pytest.raises(ConfigError, match="NoLatencySpace has no expected_latency"):
+    with pytest.raises(ConfigError, match="NoLatencySpace is not latency aware"):
         LatencyRegularization(table_path).setup(None, Holder(NoLatencySpace()), "fit")
     seg = SegmentationModule(torch.nn.Conv2d(3, 6, 1), num_classes=6)
     with pytest.raises(ConfigError, match="SegmentationModule has no search space"):

@@ -17,7 +17,14 @@ import torch
 from torch import nn
 
 from lightning_nas.genotypes import Genotype
-from lightning_nas.latency import LatencyTable, OpConfig
+from lightning_nas.latency import (
+    DerivedLatency,
+    LatencyAware,
+    LatencyComponents,
+    LatencyTable,
+    OpConfig,
+    build_op,
+)
 
 
 def fake_ms(config: OpConfig) -> float:
@@ -95,8 +102,7 @@ class LatencyAwareContract:
     def space(self) -> nn.Module:
         torch.manual_seed(0)
         space = self.make_space()
-        for hook in ("latency_configs", "expected_latency", "derived_latency"):
-            assert callable(getattr(space, hook, None)), hook
+        assert isinstance(space, LatencyAware) and isinstance(space, DerivedLatency)
         return space
 
     def table(self, space: nn.Module, left_out: bool = False) -> LatencyTable:
@@ -112,6 +118,22 @@ class LatencyAwareContract:
         assert configs and all(isinstance(c, OpConfig) for c in configs)
         keys = [c.key for c in configs]
         assert len(keys) == len(set(keys)), "latency_configs lists a configuration twice"
+
+    def test_every_latency_config_builds_with_the_spaces_op_builder(self) -> None:
+        """What a real table build does: ``build_op`` with the space's ``latency_op``."""
+        space = self.space()
+        for config in space.latency_configs(self.input_size):
+            module, shapes = build_op(config, (space.latency_op,))
+            assert isinstance(module, nn.Module) and shapes, config.key
+            assert all(len(shape) == 3 and min(shape) >= 1 for shape in shapes), config.key
+
+    def test_component_weights_cover_the_components(self) -> None:
+        space = self.space()
+        if not isinstance(space, LatencyComponents):
+            pytest.skip(f"{type(space).__name__} reports one latency term")
+        components = space.latency_components(self.table(space), self.input_size)
+        weights = space.latency_component_weights()
+        assert set(weights) >= set(components) and sum(weights[k] for k in components) > 0
 
     @pytest.mark.parametrize("seed", [0, 1, 2])
     def test_one_hot_expected_latency_is_the_table_total_of_the_derived_network(

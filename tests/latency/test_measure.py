@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from lightning_nas.latency import LatencyTable, OpConfig, OpTimer, build_op, measure_module
-from lightning_nas.latency.measure import BLOCKS, dtype_name
-from lightning_nas.ops import AUTODEEPLAB_PRIMITIVES, DARTS_PRIMITIVES
+from lightning_nas.latency.blocks import BLOCKS
+from lightning_nas.latency.measure import dtype_name
+from lightning_nas.methods.autodeeplab.genotype import AUTODEEPLAB_PRIMITIVES
+from lightning_nas.methods.darts.genotype import DARTS_PRIMITIVES
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +54,28 @@ def test_build_op_rejects_unknown_and_inconsistent_configs():
         build_op(OpConfig("none", 4, 4, 8, 8))
     with pytest.raises(ValueError, match="multiple of C_in"):
         build_op(OpConfig("concat", 4, 6, 8, 8))
+
+
+def test_builders_are_asked_first_and_none_means_not_mine():
+    asked = []
+
+    def mine(config):
+        asked.append(config.op)
+        return (torch.nn.Identity(), [(4, 3, 3)]) if config.op == "my_op" else None
+
+    module, shapes = build_op(OpConfig("my_op", 4, 4, 3, 3), (mine,))
+    assert isinstance(module, torch.nn.Identity) and shapes == [(4, 3, 3)]
+    module, _ = build_op(OpConfig("conv1x1", 4, 2, 3, 3), (mine,))  # a shared block
+    assert isinstance(module, torch.nn.Conv2d) and asked == ["my_op", "conv1x1"]
+    with pytest.raises(ValueError, match="unknown op 'my_op'.*latency_op"):
+        build_op(OpConfig("my_op", 4, 4, 3, 3))  # without the builder
+    timer = OpTimer("cpu", warmup=0, repeats=1, builders=(mine,))
+    assert timer(OpConfig("my_op", 4, 4, 3, 3)) >= 0.0
+    table = LatencyTable.build(
+        [OpConfig("my_op", 4, 4, 3, 3)], input_size=(3, 3), progress=False, builders=(mine,),
+        warmup=0, repeats=1,
+    )  # fmt: skip
+    assert "my_op|Cin=4|Cout=4|H=3|W=3|stride=1" in table
 
 
 def test_measure_module_restores_mode_and_counts_calls():

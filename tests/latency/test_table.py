@@ -15,9 +15,9 @@ from lightning_nas.latency import (
 )
 from lightning_nas.latency.cli import latency_main
 from lightning_nas.latency.table import _FIELDS
-from lightning_nas.networks.darts import DartsNetwork
-from lightning_nas.ops import DARTS_PRIMITIVES
-from lightning_nas.spaces.darts import DartsSpace, _MixedOp
+from lightning_nas.methods.darts.genotype import DARTS_PRIMITIVES
+from lightning_nas.methods.darts.network import DartsNetwork
+from lightning_nas.methods.darts.space import DartsSpace, _MixedOp
 
 SIZE = (20, 24)  # odd sizes after two reductions: exercises the ceil arithmetic
 
