@@ -114,7 +114,7 @@ def main() -> None:
             )
 
     aggregate = statistics.median if args.stat == "median" else min
-    timer = OpTimer(device, warmup=args.warmup, repeats=args.repeats)
+    timer = OpTimer(device, warmup=args.warmup, repeats=args.repeats, builders=(space.latency_op,))
     start = time.perf_counter()
     table = LatencyTable.build(
         space.latency_configs(size),

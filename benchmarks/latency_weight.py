@@ -45,12 +45,14 @@ def main() -> None:
     size = tuple(args.size)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        space = FasterSegSpace(**SPACE)
         table = LatencyTable.build(
-            FasterSegSpace(**SPACE).latency_configs(size),
+            space.latency_configs(size),
             input_size=size,
             warmup=2,
             repeats=5,
             progress=True,
+            builders=(space.latency_op,),
         )
         path = table.save(tmp / "fasterseg.json")
         spaces = {

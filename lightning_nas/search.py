@@ -25,7 +25,9 @@ every epoch, so the data order, the augmentations and any sampling of an epoch d
 epoch — a search resumed with ``--ckpt_path`` from an end-of-epoch checkpoint (the default
 ``ModelCheckpoint``) is bit-identical to an uninterrupted one. A checkpoint saved in the middle of
 an epoch resumes correctly but not bit-identically (Lightning restarts the epoch's data); a warning
-says so.
+says so. Every checkpoint records which it is (``checkpoint["lightning_nas/mid_epoch"]``, from the
+public ``trainer.is_last_batch``); checkpoints written before that key existed resume without the
+warning.
 
 AMP: gradients are clipped in ``on_before_optimizer_step``, after the precision plugin has
 unscaled them. The second-order path sets gradients by hand and is refused under ``16-mixed``.
@@ -45,6 +47,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -72,6 +75,9 @@ DEFAULT_ARCH_OPTIMIZER: dict[str, Any] = {
     "class_path": "torch.optim.Adam",
     "init_args": {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3},
 }
+
+#: Checkpoint key: ``True`` when the checkpoint was saved between two training batches of an epoch.
+MID_EPOCH_KEY = "lightning_nas/mid_epoch"
 
 
 class SearchModule(SegmentationEvalMixin, LightningModule):
@@ -103,7 +109,7 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
             search is then not bit-identical).
 
     Example:
-        >>> from lightning_nas.spaces.darts import DartsSpace
+        >>> from lightning_nas.methods.darts.space import DartsSpace
         >>> module = SearchModule(DartsSpace(num_classes=3, C=4, layers=3))
         >>> sorted(module.arch_parameters())
         ['alphas_normal', 'alphas_reduce']
@@ -165,6 +171,8 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
             num_classes=space.num_classes, ignore_index=ignore_index, average="macro"
         )
         self.test_miou = self.val_miou.clone()
+        self._batches_this_epoch = 0  # training batches begun since the last epoch end
+        self._resumed_mid_epoch = False  # set by on_load_checkpoint
 
     # ----------------------------------------------------------------- public API
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -255,7 +263,8 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         return int(global_seed) if global_seed is not None else None
 
     def on_train_start(self) -> None:
-        if self.trainer.fit_loop.restarted_mid_epoch:
+        resumed_mid_epoch, self._resumed_mid_epoch = self._resumed_mid_epoch, False
+        if resumed_mid_epoch and self.trainer.ckpt_path is not None:
             rank_zero_warn(
                 "resuming from a checkpoint saved in the middle of an epoch: the search continues "
                 "correctly, but is not bit-identical to an uninterrupted run (only end-of-epoch "
@@ -280,6 +289,12 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         for sched in self._schedulers():
             while sched.last_epoch < self.current_epoch:
                 sched.step()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batches_this_epoch += 1
+
+    def on_train_epoch_end(self) -> None:
+        self._batches_this_epoch = 0
 
     # ----------------------------------------------------------------- training
     def _loss_with_terms(
@@ -399,12 +414,31 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["genotype"] = self.derive().to_dict()
+        checkpoint[MID_EPOCH_KEY] = self._saving_mid_epoch()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_mid_epoch = bool(checkpoint.get(MID_EPOCH_KEY, False))
+
+    def _saving_mid_epoch(self) -> bool:
+        """Whether a checkpoint saved now lies between two training batches of an epoch.
+
+        Saved at the last batch (its end, the epoch-end validation, ``on_train_epoch_end``), at
+        the start of an epoch, or outside ``fit``, it does not: resuming from it is bit-identical.
+        """
+        return (
+            self.trainer.state.fn == TrainerFn.FITTING
+            and self._batches_this_epoch > 0
+            and not self.trainer.is_last_batch
+        )
 
     def configure_callbacks(self) -> list[Callback]:
         """Add the genotype writer and the architecture logger unless the user configured them."""
         from callbacks import ArchitectureLogger, GenotypeWriter
 
-        have = {type(cb) for cb in (self.trainer.callbacks if self._trainer else [])}
+        try:  # the Trainer attaches itself before it calls this hook
+            have = {type(cb) for cb in self.trainer.callbacks}
+        except RuntimeError:  # called by hand on a module without a Trainer
+            have = set()
         extra: list[Callback] = []
         if not any(issubclass(t, GenotypeWriter) for t in have):
             extra.append(GenotypeWriter())

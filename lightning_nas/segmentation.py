@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -26,24 +26,34 @@ from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.data.evaluation import multiscale_flip_logits
 from lightning_nas.errors import ConfigError
 from lightning_nas.loss_terms import collect_terms
+from lightning_nas.schedules import PolyLR, set_total_iters
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {
     "class_path": "torch.optim.SGD",
     "init_args": {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
 }
+#: Poly lr with power 0.9 over all the training steps (DeepLab, Auto-DeepLab, FasterSeg).
+DEFAULT_LR_SCHEDULER: dict[str, Any] = {
+    "class_path": "lightning_nas.schedules.PolyLR",
+    "init_args": {"power": 0.9},
+}
 
 
 class SegmentationModule(SegmentationEvalMixin, LightningModule):
-    """Train a discrete network with poly (or cosine) lr, cross-entropy (or an smp loss), mIoU.
+    """Train a discrete network with poly (or any) lr, cross-entropy (or an smp loss), mIoU.
 
     Args:
         network: the network (``class_path`` in YAML); its ``num_classes`` (or smp's
             ``classes``) is linked from the DataModule by the CLI.
         num_classes: number of classes of the metric; inferred from the network when ``None``.
         optimizer: factory of the optimizer (default SGD lr 0.05, momentum 0.9, wd 1e-4).
-        lr_schedule: ``poly`` — lr·(1 − t/T)^power per step, T = all training steps (the
-            DeepLab / Auto-DeepLab protocol); ``cosine`` per step; ``constant``.
-        lr_power: the power of the poly schedule.
+        lr_scheduler: factory of the lr schedule, called with the optimizer and stepped after
+            every training step (``class_path`` in YAML, as ``SearchModule``'s
+            ``weight_lr_scheduler``). Default: :class:`~lightning_nas.schedules.PolyLR` with
+            power 0.9, lr·(1 − t/T)^0.9 with T = all the training steps (the DeepLab /
+            Auto-DeepLab protocol). A schedule built with ``total_iters: null``
+            (:class:`~lightning_nas.schedules.PolyLR`, :class:`~lightning_nas.schedules.CosineLR`)
+            gets T = ``trainer.estimated_stepping_batches``. ``None``: constant lr.
         loss: a loss module taking ``(logits, target)``, e.g. ``segmentation_models_pytorch.losses.
             DiceLoss`` with ``ignore_index: 255``; default cross-entropy ignoring ``ignore_index``.
         ignore_index: label value ignored by the default loss and the metric.
@@ -55,6 +65,13 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
             ``(logits, aux_1, aux_2, ...)`` (e.g. ``FasterSegNetwork``: the 1/16 and 1/32 heads;
             FasterSeg trains with ``[0.2, 0.2]``); a weight without its output (``None``, or
             fewer outputs than weights) is an error. Default ``[]``: the main logits only.
+        lr_schedule: deprecated, use ``lr_scheduler``: ``poly`` is
+            :class:`~lightning_nas.schedules.PolyLR`, ``cosine``
+            :class:`~lightning_nas.schedules.CosineLR`, ``constant`` ``null``. Accepted (with a
+            ``DeprecationWarning``) for old configs and checkpoints; not together with a
+            non-default ``lr_scheduler``.
+        lr_power: deprecated, use ``lr_scheduler``'s ``init_args.power`` (implies ``poly`` when
+            ``lr_schedule`` is not given).
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -70,14 +87,15 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         network: nn.Module,
         num_classes: int | None = None,
         optimizer: OptimizerCallable = DEFAULT_OPTIMIZER,  # type: ignore[assignment]
-        lr_schedule: Literal["poly", "cosine", "constant"] = "poly",
-        lr_power: float = 0.9,
+        lr_scheduler: LRSchedulerCallable | None = DEFAULT_LR_SCHEDULER,  # type: ignore[assignment]
         loss: nn.Module | None = None,
         ignore_index: int = 255,
         eval_window: int | None = None,
         eval_scales: tuple[float, ...] = (1.0,),
         eval_flip: bool = False,
         aux_weights: tuple[float, ...] = (),
+        lr_schedule: Literal["poly", "cosine", "constant"] | None = None,
+        lr_power: float | None = None,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # modules are dropped from hparams just below
@@ -87,12 +105,11 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         self.network = network
         self.num_classes = num_classes or _infer_num_classes(network)
         self._optimizer = as_factory(optimizer, "model.optimizer")
-        if lr_schedule not in ("poly", "cosine", "constant"):
-            raise ConfigError(
-                f"model.lr_schedule: expected poly, cosine or constant, got {lr_schedule!r}"
-            )
-        self.lr_schedule = lr_schedule
-        self.lr_power = lr_power
+        if lr_schedule is not None or lr_power is not None:
+            lr_scheduler = _from_deprecated_keys(lr_schedule, lr_power, lr_scheduler)
+        self._lr_scheduler = (
+            None if lr_scheduler is None else as_factory(lr_scheduler, "model.lr_scheduler")
+        )
         self.criterion = loss
         self.ignore_index = ignore_index
         self.val_miou = MulticlassJaccardIndex(
@@ -191,16 +208,81 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt = self._optimizer(self.parameters())
-        if self.lr_schedule == "constant":
+        if self._lr_scheduler is None:
             return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        if self.lr_schedule == "poly":
-            sched = torch.optim.lr_scheduler.PolynomialLR(
-                opt, total_iters=total, power=self.lr_power
+        sched = self._lr_scheduler(opt)
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise ConfigError(
+                "model.lr_scheduler: ReduceLROnPlateau is not supported (the schedule is stepped "
+                "after every training step, without a metric)"
             )
-        else:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        set_total_iters(sched, max(1, int(self.trainer.estimated_stepping_batches)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _from_deprecated_keys(
+    lr_schedule: str | None, lr_power: float | None, lr_scheduler: Any
+) -> dict[str, Any] | None:
+    """The ``lr_scheduler`` that the old ``lr_schedule`` / ``lr_power`` keys mean."""
+    schedule = "poly" if lr_schedule is None else lr_schedule
+    if schedule not in ("poly", "cosine", "constant"):
+        raise ConfigError(
+            f"model.lr_schedule: expected poly, cosine or constant, got {lr_schedule!r}"
+        )
+    if not _is_default_schedule(lr_scheduler):
+        given = ", ".join(
+            f"model.{key}={value!r}"
+            for key, value in (("lr_schedule", lr_schedule), ("lr_power", lr_power))
+            if value is not None
+        )
+        raise ConfigError(
+            f"{given} (deprecated) and model.lr_scheduler are both given; expected only "
+            "model.lr_scheduler (e.g. {class_path: lightning_nas.schedules.PolyLR, init_args: "
+            "{power: 0.9}})"
+        )
+    power = 0.9 if lr_power is None else lr_power
+    new: dict[str, Any] | None
+    if schedule == "poly":
+        new = {"class_path": "lightning_nas.schedules.PolyLR", "init_args": {"power": power}}
+        yaml = f"{{class_path: lightning_nas.schedules.PolyLR, init_args: {{power: {power}}}}}"
+    elif schedule == "cosine":
+        new = {"class_path": "lightning_nas.schedules.CosineLR"}
+        yaml = "{class_path: lightning_nas.schedules.CosineLR}"
+    else:
+        new, yaml = None, "null"
+    warnings.warn(
+        "model.lr_schedule and model.lr_power are deprecated; write "
+        f"model.lr_scheduler: {yaml} instead (lr_schedule: {schedule}"
+        + ("" if lr_power is None else f", lr_power: {lr_power}")
+        + ")",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return new
+
+
+def _is_default_schedule(lr_scheduler: Any) -> bool:
+    """Whether ``lr_scheduler`` builds the default schedule (whatever form it was given in).
+
+    Under the CLI and ``load_from_checkpoint`` the default arrives as a callable made by
+    jsonargparse, so it is compared by what it builds.
+    """
+    if lr_scheduler is DEFAULT_LR_SCHEDULER:
+        return True
+    if lr_scheduler is None:
+        return False
+    try:
+        sched = as_factory(lr_scheduler, "model.lr_scheduler")(
+            torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+        )
+    except Exception:  # anything it cannot build is not the default
+        return False
+    return (
+        type(sched) is PolyLR
+        and sched.power == DEFAULT_LR_SCHEDULER["init_args"]["power"]
+        and sched.total_iters is None
+        and sched.last_epoch == 0
+    )
 
 
 def _infer_num_classes(network: nn.Module) -> int:

@@ -84,9 +84,19 @@ if __name__ == "__main__":
 def run_ranks(tmp_path: Path, space_name: str, unrolled: bool = False) -> tuple[dict, dict]:
     """Run this script on 2 CPU processes in ``tmp_path``; return what rank 0 and rank 1 saved."""
     import os
+    import socket
     import subprocess
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "WANDB_MODE": "disabled"}
+    with socket.socket() as sock:  # a free port of its own: parallel test workers never collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        "WANDB_MODE": "disabled",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
     args = [str(tmp_path / "data"), str(tmp_path), space_name, "1" if unrolled else "0"]
     subprocess.run(
         [sys.executable, __file__, *args], check=True, env=env, cwd=tmp_path, timeout=300

@@ -7,9 +7,10 @@ A dataset's DataModule subclasses :class:`SegmentationDataModule` and says only
 (b) how raw label values map to train ids
     (``label_lut`` or :meth:`~SegmentationDataModule.label_mapping`),
 (c) its metadata (``CLASS_NAMES``, ``PALETTE``, ``ignore_index``, ``source``),
-(d) its default crop / scale / flip settings, as the defaults of its typed ``__init__`` (the
-    random scale used when neither ``scale_range`` nor ``scales`` is set: ``default_scale_range``),
-    and
+(d) its protocol defaults, as class attributes that arguments left at ``None`` / ``"auto"`` take
+    (``default_root``, ``default_num_workers``, ``default_pin_memory``, ``default_scale_range``,
+    ``auto_crop_size``, ``auto_long_side``, ``auto_eval_batch_size``), plus an ``__init__`` for
+    its own arguments only, passing the shared ones on with ``**kwargs``, and
 (e) optionally, its submission format (:meth:`~SegmentationDataModule.encode_submission`,
     :meth:`~SegmentationDataModule.submission_name`, ``submission_dir``, ``submission_palette``),
     which ``callbacks.PredictionWriter`` writes.
@@ -268,8 +269,23 @@ class SegmentationDataset(Dataset):
 class SegmentationDataModule(L.LightningDataModule, ABC):
     """Splits, search-mode halves and loaders shared by every segmentation dataset.
 
-    Subclasses set the class attributes below, implement :meth:`list_pairs` and declare a typed
-    ``__init__`` whose defaults are the dataset's protocol (crop size, scale range).
+    Subclasses set the class attributes below (metadata and protocol defaults), implement
+    :meth:`list_pairs`, and declare an ``__init__`` only for arguments of their own, passing the
+    shared ones on with ``**kwargs``: jsonargparse follows ``**kwargs`` into this ``__init__``, so
+    the CLI shows and checks every argument. The shared arguments are declared here, once. Where
+    the datasets' defaults differ, the argument defaults to ``None`` or ``"auto"`` and takes the
+    dataset's class attribute ``default_<argument>`` or ``auto_<argument>`` (or
+    :meth:`auto_value`); ``predict_split: null`` takes ``val_split``::
+
+        argument                Cityscapes           VOC         ADE20K       synthetic
+        root: null              data/cityscapes      data/voc    data/ade20k  data/synthetic
+        num_workers: null       4                    4           4            0
+        pin_memory: null        true                 true        true         false
+        scale_range: null       [0.5, 2.0]           [0.5, 2.0]  [0.5, 2.0]   [1.0, 1.0]
+        crop_size: auto         769 (search: 321)    513         513          image_size
+        long_side: auto         null (search: 1024)  null        513          null
+        eval_batch_size: auto   batch_size           1           1            batch_size
+        predict_split: null     val                  val         val          val
 
     Loaders and batches:
 
@@ -307,32 +323,42 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     Lightning's ``DistributedSampler`` decides the order (from its own seed and the epoch).
 
     Args:
-        root: Dataset root folder.
+        root: Dataset root folder. ``None``: the dataset's ``default_root`` (``data/cityscapes``,
+            ``data/voc``, ``data/ade20k``, ``data/synthetic``).
         batch_size: Training batch size (per process under DDP; per half in search mode).
-        num_workers: DataLoader worker processes.
-        pin_memory: Pin batches in page-locked memory.
+        num_workers: DataLoader worker processes. ``None``: the dataset's
+            ``default_num_workers`` (4 for the datasets on disk, 0 for the synthetic one).
+        pin_memory: Pin batches in page-locked memory. ``None``: the dataset's
+            ``default_pin_memory`` (true for the datasets on disk, false for the synthetic one).
         persistent_workers: Keep workers between epochs (only used when ``num_workers > 0``).
             Workers are then not reseeded each epoch, so epochs are no longer fixed by
             ``torch.manual_seed`` at epoch start.
         search: Search mode: training loader pairs trainA (weights) with trainB (architecture).
         search_split_seed: Seed of the trainA / trainB split.
-        crop_size: Training crop ``(height, width)`` or an int; ``None`` for no crop.
+        crop_size: Training crop ``(height, width)`` or an int; ``None`` for no crop (synthetic:
+            ``image_size``). ``"auto"``: the dataset's ``auto_crop_size`` (Cityscapes 769, 321 in
+            search mode; VOC and ADE20K 513; synthetic ``image_size``).
         scale_range: ``[low, high]`` of a continuous uniform random training scale factor
             (DeepLab: ``[0.5, 2.0]``); ``[1.0, 1.0]`` disables it. ``None`` (and no ``scales``):
-            the dataset's ``default_scale_range``.
+            the dataset's ``default_scale_range`` (``[0.5, 2.0]``; synthetic ``[1.0, 1.0]``).
         scales: Instead of ``scale_range``, a list of scale factors drawn with equal
             probability (FasterSeg: ``[0.75, 1.0, 1.25]``). Giving both raises.
         hflip: Random horizontal flips in training.
         eval_batch_size: Batch size of val / test / predict loaders (``None``: ``batch_size``).
-            Use 1 when a dataset's images differ in size.
+            Use 1 when a dataset's images differ in size. ``"auto"``: the dataset's
+            ``auto_eval_batch_size`` (VOC and ADE20K 1; Cityscapes and synthetic ``batch_size``).
         long_side: Resize every image (every loader) so that its longer side has this many
-            pixels before anything else; ``None`` keeps the size on disk.
+            pixels before anything else; ``None`` keeps the size on disk. ``"auto"``: the
+            dataset's ``auto_long_side`` (ADE20K 513; Cityscapes 1024 in search mode, else the
+            size on disk; VOC and synthetic the size on disk).
         skip_invalid: Skip invalid files with a warning instead of raising (see above).
-        predict_split: Split whose images ``predict_dataloader`` serves (``None``: val).
+        predict_split: Split whose images ``predict_dataloader`` serves (``None``: the val
+            split; ``"test"`` for a benchmark submission, where the dataset has test images).
 
     Raises:
         ConfigError: On a non-positive batch size, negative ``num_workers``, a bad
-            ``scale_range`` or ``scales``, or both of them.
+            ``scale_range`` or ``scales``, or both of them, or no ``root`` for a dataset without
+            ``default_root``.
     """
 
     #: Class names, in train-id order.
@@ -359,48 +385,67 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     submission_dir: ClassVar[str] = ""
     #: Write submission PNGs as palette images coloured with ``PALETTE`` (VOC's format).
     submission_palette: ClassVar[bool] = False
+    #: Protocol defaults: what an argument left at ``None`` (``default_<argument>``) or
+    #: ``"auto"`` (``auto_<argument>``) becomes; see the table above.
+    default_root: ClassVar[str | None] = None
+    default_num_workers: ClassVar[int] = 0
+    default_pin_memory: ClassVar[bool] = False
     #: Random training scale range when neither ``scale_range`` nor ``scales`` is given.
     default_scale_range: ClassVar[tuple[float, float]] = DEFAULT_SCALE_RANGE
+    auto_crop_size: ClassVar[int | tuple[int, int] | None] = None
+    auto_long_side: ClassVar[int | None] = None
+    #: ``None``: the training ``batch_size``.
+    auto_eval_batch_size: ClassVar[int | None] = None
     #: Where a training image smaller than the crop sits in its padded crop: ``"top_left"``
     #: (pad at the bottom / right, DeepLab) or ``"center"`` (the FasterSeg release).
     pad_position: ClassVar[Literal["top_left", "center"]] = "top_left"
 
     def __init__(
         self,
-        root: str,
+        root: str | None = None,
         batch_size: int = 8,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
         persistent_workers: bool = False,
         search: bool = False,
         search_split_seed: int = 0,
-        crop_size: int | tuple[int, int] | None = None,
+        crop_size: int | tuple[int, int] | Literal["auto"] | None = "auto",
         scale_range: tuple[float, float] | None = None,
         scales: list[float] | None = None,
         hflip: bool = True,
-        eval_batch_size: int | None = None,
-        long_side: int | None = None,
+        eval_batch_size: int | Literal["auto"] | None = "auto",
+        long_side: int | Literal["auto"] | None = "auto",
         skip_invalid: bool = False,
         predict_split: str | None = None,
     ) -> None:
-        """Validate and store the arguments (see the class docstring)."""
+        """Take the dataset's defaults, validate and store the arguments (see above)."""
         super().__init__()
-        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+        self.save_hyperparameters()  # as given: null / auto are resolved again when reloaded
+        self.search = search
+        self.search_split_seed = search_split_seed
+        root = self.default_root if root is None else root
+        if root is None:
+            raise ConfigError(f"{type(self).__name__}: root is required (no default_root)")
+        if eval_batch_size == "auto":
+            eval_batch_size = self.auto_value("eval_batch_size")
+        eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+        if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError(f"batch sizes must be >= 1, got {batch_size} / {eval_batch_size}")
+        num_workers = self.default_num_workers if num_workers is None else num_workers
         if num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         scale_range, scales = check_scales(scale_range, scales)
+        long_side = self.auto_value("long_side") if long_side == "auto" else long_side
         if long_side is not None and long_side < 1:
             raise ConfigError(f"long_side must be >= 1 pixel or null, got {long_side}")
-        self.save_hyperparameters()
-        self.root = root
+        self.root: str = root
         self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.num_workers: int = num_workers
+        self.pin_memory: bool = self.default_pin_memory if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers
-        self.search = search
-        self.search_split_seed = search_split_seed
-        self.crop_size = crop_size
+        self.crop_size: int | tuple[int, int] | None = (
+            self.auto_value("crop_size") if crop_size == "auto" else crop_size
+        )
         #: The continuous scale range, or ``None`` when ``scales`` is used.
         self.scale_range: tuple[float, float] | None = (
             self.default_scale_range if scale_range is None and scales is None else scale_range
@@ -408,8 +453,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         #: The discrete scale factors, or ``None`` when ``scale_range`` is used.
         self.scales: tuple[float, ...] | None = scales
         self.hflip = hflip
-        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        self.long_side = long_side
+        self.eval_batch_size: int = eval_batch_size
+        self.long_side: int | None = long_side
         self.skip_invalid = skip_invalid
         self.predict_split = predict_split
         #: Lines describing unmatched files of the split being listed; pass it as the
@@ -419,6 +464,14 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self._images_cache: dict[str, list[str]] = {}
 
     # --- what a dataset says ----------------------------------------------------------------
+
+    def auto_value(self, key: Literal["crop_size", "long_side", "eval_batch_size"]) -> Any:
+        """What ``key: "auto"`` means for this dataset: its class attribute ``auto_<key>``.
+
+        Override when the protocol depends on another argument (Cityscapes: ``search``);
+        ``__init__`` calls it once ``search`` and ``search_split_seed`` are stored.
+        """
+        return getattr(self, f"auto_{key}")
 
     @abstractmethod
     def list_pairs(self, split: str) -> list[tuple[Path, Path | None]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _LABELS
@@ -27,6 +27,8 @@ for _label in _TRAINED:
     TRAIN_ID_TO_ID[_label.trainId] = _label.id
 
 _SUFFIX = {"fine": "_gtFine_labelIds.png", "coarse": "_gtCoarse_labelIds.png"}
+#: ``crop_size`` / ``long_side`` ``"auto"`` in search mode (Auto-DeepLab's search).
+_SEARCH_PROTOCOL = {"crop_size": 321, "long_side": 1024}
 _SPLITS = ("train", "val", "test", "train_extra")
 
 
@@ -45,7 +47,7 @@ class CityscapesDataModule(SegmentationDataModule):
     above 33 are rejected. The other ground-truth files (``_color``, ``_instanceIds``,
     ``_polygons.json``, ``_labelTrainIds``) are ignored.
 
-    Protocol (``"auto"`` defaults): the search (``search=True``) trains on 321×321 crops of
+    Protocol (the ``"auto"`` defaults): the search (``search=True``) trains on 321×321 crops of
     half-resolution images (``long_side=1024``) as Auto-DeepLab; otherwise 769×769 crops at full
     resolution; random scale 0.5–2.0 (DeepLab) and flips in both. The method recipes narrow the
     scale: the Auto-DeepLab search uses none (``scale_range: [1.0, 1.0]``); the FasterSeg release
@@ -54,27 +56,19 @@ class CityscapesDataModule(SegmentationDataModule):
     label-id PNGs ``<city>_<seq>_<frame>_pred.png`` at full resolution, as the official
     ``evalPixelLevelSemanticLabeling`` script finds them (``CITYSCAPES_RESULTS``).
 
+    Defaults of the shared arguments (of
+    :class:`~lightning_nas.data.base.SegmentationDataModule`, passed on with ``**kwargs``):
+    ``root: data/cityscapes`` (the folder holding ``leftImg8bit/`` and ``gtFine/``, and
+    ``gtCoarse/``), ``num_workers: 4``, ``pin_memory: true``, ``crop_size: auto`` (321 in search
+    mode, else 769; ``null``: no crop), ``long_side: auto`` (1024 in search mode, else the full
+    resolution; ``null``: full resolution), ``scale_range: [0.5, 2.0]``,
+    ``eval_batch_size: auto`` (``batch_size``), ``predict_split: null`` (val; ``test`` for a
+    benchmark submission).
+
     Args:
-        root: Folder holding ``leftImg8bit/`` and ``gtFine/`` (and ``gtCoarse/``).
-        batch_size: See :class:`~lightning_nas.data.base.SegmentationDataModule`.
-        num_workers: See :class:`~lightning_nas.data.base.SegmentationDataModule`.
-        pin_memory: See :class:`~lightning_nas.data.base.SegmentationDataModule`.
-        persistent_workers: See :class:`~lightning_nas.data.base.SegmentationDataModule`.
-        search: Search mode (trainA / trainB halves of the training set).
-        search_split_seed: Seed of the trainA / trainB split.
-        crop_size: Training crop; ``"auto"``: 321 in search mode, else 769; ``None``: no crop.
-        scale_range: ``[low, high]`` of a uniform random training scale factor; ``None``
-            (and no ``scales``): ``[0.5, 2.0]``.
-        scales: Scale factors drawn with equal probability instead of ``scale_range``
-            (FasterSeg: ``[0.75, 1.0, 1.25]``); not together with ``scale_range``.
-        hflip: Random horizontal flips in training.
-        eval_batch_size: Batch size of val / test / predict (``None``: ``batch_size``).
-        long_side: Resize every image so its longer side has this length; ``"auto"``: 1024
-            (half resolution) in search mode, else full resolution; ``None``: full resolution.
-        skip_invalid: Skip invalid files with a warning instead of raising.
-        predict_split: ``"val"`` (default) or ``"test"`` (for a benchmark submission).
         train_set: Training images: ``"fine"`` (train + gtFine), ``"coarse"`` (train_extra +
             gtCoarse, 19998 images) or ``"fine+coarse"`` (both).
+        **kwargs: The shared arguments (see above).
 
     Example:
         >>> dm = CityscapesDataModule(root="data/cityscapes", search=True)
@@ -93,46 +87,26 @@ class CityscapesDataModule(SegmentationDataModule):
         "(csDownload from the cityscapesscripts package can fetch them)."
     )
 
+    default_root = "data/cityscapes"
+    default_num_workers = 4
+    default_pin_memory = True
+    auto_crop_size = 769  # DPC / Auto-DeepLab retraining, at full resolution
+    auto_long_side = None
+
     def __init__(
-        self,
-        root: str = "data/cityscapes",
-        batch_size: int = 8,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = False,
-        search: bool = False,
-        search_split_seed: int = 0,
-        crop_size: int | tuple[int, int] | Literal["auto"] | None = "auto",
-        scale_range: tuple[float, float] | None = None,
-        scales: list[float] | None = None,
-        hflip: bool = True,
-        eval_batch_size: int | None = None,
-        long_side: int | Literal["auto"] | None = "auto",
-        skip_invalid: bool = False,
-        predict_split: Literal["val", "test"] = "val",
-        train_set: Literal["fine", "coarse", "fine+coarse"] = "fine",
+        self, *, train_set: Literal["fine", "coarse", "fine+coarse"] = "fine", **kwargs: Any
     ) -> None:
-        """Resolve the ``"auto"`` protocol values and store the arguments."""
+        """Store ``train_set``; the base takes the shared arguments (see the class docstring)."""
         if train_set not in ("fine", "coarse", "fine+coarse"):
             raise ConfigError(f"train_set must be fine, coarse or fine+coarse, got {train_set!r}")
-        super().__init__(
-            root=root,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            search=search,
-            search_split_seed=search_split_seed,
-            crop_size=(321 if search else 769) if crop_size == "auto" else crop_size,
-            scale_range=scale_range,
-            scales=scales,
-            hflip=hflip,
-            eval_batch_size=eval_batch_size,
-            long_side=(1024 if search else None) if long_side == "auto" else long_side,
-            skip_invalid=skip_invalid,
-            predict_split=predict_split,
-        )
+        super().__init__(**kwargs)
         self.train_set = train_set
+
+    def auto_value(self, key: Literal["crop_size", "long_side", "eval_batch_size"]) -> Any:
+        """In search mode Auto-DeepLab's protocol: 321×321 crops of half-resolution images."""
+        if self.search and key in _SEARCH_PROTOCOL:
+            return _SEARCH_PROTOCOL[key]
+        return super().auto_value(key)
 
     def _match(self, split: str, annotation: Literal["fine", "coarse"]) -> list[tuple[Path, Path]]:
         root = Path(self.root)

@@ -227,32 +227,20 @@ class SyntheticDataModule(SegmentationDataModule):
     Always predicting the majority class (``ground``) scores mIoU 0.070 on the default val split
     (``MulticlassJaccardIndex(6, ignore_index=255, average="macro")``).
 
-    Defaults: ``crop_size=None`` means ``image_size`` (crop = whole image), no random scale
-    (``scale_range`` and ``scales`` ``None`` mean ``(1.0, 1.0)`` here: scaling would change the
-    apparent size the disc classes depend on), and horizontal flips on.
+    Defaults of the shared arguments (of :class:`SegmentationDataModule`, passed on with
+    ``**kwargs``): ``root: data/synthetic``, ``num_workers: 0``, ``pin_memory: false``,
+    ``crop_size: auto`` or ``null``: ``image_size`` (crop = whole image), no random scale
+    (``scale_range`` and ``scales`` ``null`` mean ``[1.0, 1.0]`` here: scaling would change the
+    apparent size the disc classes depend on), horizontal flips on, ``long_side: auto`` (the
+    size on disk), ``eval_batch_size: auto`` (``batch_size``), ``predict_split: null`` (val;
+    or train).
 
     Args:
-        root: Folder of the rendered dataset.
         num_train: Number of training scenes.
         num_val: Number of validation scenes.
         image_size: Side of the square scenes in pixels (at least 16).
         seed: Seed of the scenes (not of the augmentations).
-        batch_size: See :class:`SegmentationDataModule`.
-        num_workers: See :class:`SegmentationDataModule`.
-        pin_memory: See :class:`SegmentationDataModule`.
-        persistent_workers: See :class:`SegmentationDataModule`.
-        search: See :class:`SegmentationDataModule`.
-        search_split_seed: See :class:`SegmentationDataModule`.
-        crop_size: Training crop; ``None`` for ``image_size``.
-        scale_range: ``[low, high]`` of a uniform random training scale factor; ``None``
-            (and no ``scales``): no random scale.
-        scales: Scale factors drawn with equal probability instead of ``scale_range``
-            (FasterSeg: ``[0.75, 1.0, 1.25]``); not together with ``scale_range``.
-        hflip: Random horizontal flips in training.
-        eval_batch_size: See :class:`SegmentationDataModule`.
-        long_side: See :class:`SegmentationDataModule`.
-        skip_invalid: See :class:`SegmentationDataModule`.
-        predict_split: See :class:`SegmentationDataModule` ("train" or "val"; default val).
+        **kwargs: The shared arguments (see above).
 
     Raises:
         ValueError: On non-positive sizes.
@@ -277,29 +265,17 @@ class SyntheticDataModule(SegmentationDataModule):
     source = (
         "It is rendered by SyntheticDataModule.prepare_data() (Lightning calls it before setup)."
     )
+    default_root = "data/synthetic"
     default_scale_range = (1.0, 1.0)
 
     def __init__(
         self,
-        root: str = "data/synthetic",
+        *,
         num_train: int = 192,
         num_val: int = 48,
         image_size: int = 64,
         seed: int = 0,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        search: bool = False,
-        search_split_seed: int = 0,
-        crop_size: int | tuple[int, int] | None = None,
-        scale_range: tuple[float, float] | None = None,
-        scales: list[float] | None = None,
-        hflip: bool = True,
-        eval_batch_size: int | None = None,
-        long_side: int | None = None,
-        skip_invalid: bool = False,
-        predict_split: str | None = None,
+        **kwargs: Any,
     ) -> None:
         """Validate and store the arguments (see the class docstring)."""
         if num_train < 1 or num_val < 1 or image_size < 16:
@@ -307,23 +283,9 @@ class SyntheticDataModule(SegmentationDataModule):
                 f"need num_train >= 1, num_val >= 1, image_size >= 16; "
                 f"got {num_train}, {num_val}, {image_size}"
             )
-        super().__init__(
-            root=root,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            search=search,
-            search_split_seed=search_split_seed,
-            crop_size=image_size if crop_size is None else crop_size,
-            scale_range=scale_range,
-            scales=scales,
-            hflip=hflip,
-            eval_batch_size=eval_batch_size,
-            long_side=long_side,
-            skip_invalid=skip_invalid,
-            predict_split=predict_split,
-        )
+        super().__init__(**kwargs)
+        if self.crop_size is None:  # "auto" and null: the whole scene
+            self.crop_size = image_size
         self.num_train = num_train
         self.num_val = num_val
         self.image_size = image_size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
 
@@ -54,25 +54,16 @@ class VOCDataModule(SegmentationDataModule):
     of the class indices into ``results/VOC2012/Segmentation/comp6_test_cls/`` (the evaluation
     server's layout; comp6 because SBD is outside data).
 
+    Defaults of the shared arguments (of
+    :class:`~lightning_nas.data.base.SegmentationDataModule`, passed on with ``**kwargs``):
+    ``root: data/voc`` (the folder holding ``VOCdevkit/VOC2012``), ``num_workers: 4``,
+    ``pin_memory: true``, ``crop_size: auto`` (513; ``null``: no crop), ``long_side: auto``
+    (the size on disk), ``scale_range: [0.5, 2.0]``, ``eval_batch_size: auto`` (1),
+    ``predict_split: null`` (val; ``test``: the ids of ``test.txt``, without labels).
+
     Args:
-        root: Folder holding ``VOCdevkit/VOC2012``.
-        batch_size: See :class:`~lightning_nas.data.base.SegmentationDataModule`.
-        num_workers: See :class:`~lightning_nas.data.base.SegmentationDataModule`.
-        pin_memory: See :class:`~lightning_nas.data.base.SegmentationDataModule`.
-        persistent_workers: See :class:`~lightning_nas.data.base.SegmentationDataModule`.
-        search: Search mode (trainA / trainB halves of the training set).
-        search_split_seed: Seed of the trainA / trainB split.
-        crop_size: Training crop (``None``: no crop).
-        scale_range: ``[low, high]`` of a uniform random training scale factor; ``None``
-            (and no ``scales``): ``[0.5, 2.0]``.
-        scales: Scale factors drawn with equal probability instead of ``scale_range``
-            (FasterSeg: ``[0.75, 1.0, 1.25]``); not together with ``scale_range``.
-        hflip: Random horizontal flips in training.
-        eval_batch_size: Batch size of val / test / predict.
-        long_side: Resize every image so its longer side has this length (``None``: keep).
-        skip_invalid: Skip invalid files with a warning instead of raising.
-        predict_split: ``"val"`` (default) or ``"test"`` (ids of ``test.txt``, no labels).
         train_aug: Train on SBD's ``train_aug`` set; ``None``: when it is present.
+        **kwargs: The shared arguments (see above).
 
     Example:
         >>> dm = VOCDataModule(root="data/voc")
@@ -92,43 +83,15 @@ class VOCDataModule(SegmentationDataModule):
     submission_dir = "results/VOC2012/Segmentation/comp6_test_cls"
     submission_palette = True
 
-    def __init__(
-        self,
-        root: str = "data/voc",
-        batch_size: int = 8,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = False,
-        search: bool = False,
-        search_split_seed: int = 0,
-        crop_size: int | tuple[int, int] | None = 513,
-        scale_range: tuple[float, float] | None = None,
-        scales: list[float] | None = None,
-        hflip: bool = True,
-        eval_batch_size: int | None = 1,
-        long_side: int | None = None,
-        skip_invalid: bool = False,
-        predict_split: Literal["val", "test"] = "val",
-        train_aug: bool | None = None,
-    ) -> None:
+    default_root = "data/voc"
+    default_num_workers = 4
+    default_pin_memory = True
+    auto_crop_size = 513
+    auto_eval_batch_size = 1  # image sizes differ
+
+    def __init__(self, *, train_aug: bool | None = None, **kwargs: Any) -> None:
         """Store the arguments (nothing is read before ``setup``)."""
-        super().__init__(
-            root=root,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            search=search,
-            search_split_seed=search_split_seed,
-            crop_size=crop_size,
-            scale_range=scale_range,
-            scales=scales,
-            hflip=hflip,
-            eval_batch_size=eval_batch_size,
-            long_side=long_side,
-            skip_invalid=skip_invalid,
-            predict_split=predict_split,
-        )
+        super().__init__(**kwargs)
         self.train_aug = train_aug
 
     @property

@@ -11,15 +11,20 @@ import pytest
 import torch
 
 from lightning_nas.data import (
+    ADE20KDataModule,
+    CityscapesDataModule,
     InvalidSampleError,
     LabelLUT,
     SegmentationDataModule,
     SegmentationDataset,
+    SyntheticDataModule,
+    VOCDataModule,
     match_pairs,
     seed_transform,
     split_indices,
     train_transform,
 )
+from lightning_nas.errors import ConfigError
 
 # Raw label values 10 / 20 / 30 are classes 0 / 1 / 2; everything else is ignored.
 _LUT = np.full(256, 255, np.uint8)
@@ -27,30 +32,16 @@ _LUT[[10, 20, 30]] = [0, 1, 2]
 
 
 class TinyDataModule(SegmentationDataModule):
-    """A minimal dataset in a Cityscapes-like layout: ``<root>/img/<split>/<city>/*_img.png``."""
+    """A minimal dataset in a Cityscapes-like layout: ``<root>/img/<split>/<city>/*_img.png``.
+
+    No ``__init__``: every argument is the base's; no ``default_root``, so ``root`` is required.
+    """
 
     CLASS_NAMES = ("a", "b", "c")
     PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255))
     label_lut = _LUT
     source = "Make it with write_tiny()."
-
-    def __init__(
-        self,
-        root: str,
-        batch_size: int = 2,
-        num_workers: int = 0,
-        search: bool = False,
-        crop_size: int | tuple[int, int] | None = None,
-        scale_range: tuple[float, float] = (1.0, 1.0),
-    ) -> None:
-        super().__init__(
-            root=root,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            search=search,
-            crop_size=crop_size,
-            scale_range=scale_range,
-        )
+    default_scale_range = (1.0, 1.0)
 
     def list_pairs(self, split: str) -> list[tuple[Path, Path]]:
         root = Path(self.root)
@@ -259,7 +250,7 @@ def test_search_mode_returns_halves(tiny: Path) -> None:
 
 
 def test_eval_loader_is_deterministic_and_leaves_the_rng_alone(tiny: Path) -> None:
-    dm = TinyDataModule(root=str(tiny), crop_size=16)
+    dm = TinyDataModule(root=str(tiny), crop_size=16, batch_size=2)
     dm.setup("validate")
     dataset = dm.val_dataloader().dataset
     state = torch.get_rng_state()
@@ -269,3 +260,82 @@ def test_eval_loader_is_deterministic_and_leaves_the_rng_alone(tiny: Path) -> No
     assert first[0].shape == (2, 3, 24, 32)  # full images, no crop
     assert next(b["name"] for b in dm.val_dataloader()) == ["val0_img", "val1_img"]
     assert all(torch.equal(a, b["image"]) for a, b in zip(first, dm.val_dataloader(), strict=True))
+
+
+# --- defaults: declared once in the base, per dataset as class attributes -------------------
+
+# What each DataModule built with no argument resolves to: the defaults each one declared in its
+# own __init__ signature before the arguments moved to the base (commit e3c4bd7).
+OLD_DEFAULTS = {
+    CityscapesDataModule: {
+        False: dict(root="data/cityscapes", num_workers=4, pin_memory=True, crop_size=769,
+                    long_side=None, eval_batch_size=8, scale_range=(0.5, 2.0)),
+        True: dict(root="data/cityscapes", num_workers=4, pin_memory=True, crop_size=321,
+                   long_side=1024, eval_batch_size=8, scale_range=(0.5, 2.0)),
+    },
+    VOCDataModule: {
+        mode: dict(root="data/voc", num_workers=4, pin_memory=True, crop_size=513,
+                   long_side=None, eval_batch_size=1, scale_range=(0.5, 2.0))
+        for mode in (False, True)
+    },
+    ADE20KDataModule: {
+        mode: dict(root="data/ade20k", num_workers=4, pin_memory=True, crop_size=513,
+                   long_side=513, eval_batch_size=1, scale_range=(0.5, 2.0))
+        for mode in (False, True)
+    },
+    SyntheticDataModule: {
+        mode: dict(root="data/synthetic", num_workers=0, pin_memory=False, crop_size=64,
+                   long_side=None, eval_batch_size=8, scale_range=(1.0, 1.0))
+        for mode in (False, True)
+    },
+}  # fmt: skip
+COMMON = dict(batch_size=8, persistent_workers=False, search_split_seed=0, scales=None,
+              hflip=True, skip_invalid=False, predict_split=None)  # fmt: skip
+
+
+@pytest.mark.parametrize("search", [False, True], ids=["retrain", "search"])
+@pytest.mark.parametrize("cls", list(OLD_DEFAULTS), ids=lambda c: c.__name__)
+def test_defaults_per_dataset_are_unchanged(cls: type, search: bool) -> None:
+    dm = cls(search=search)
+    for key, value in {**OLD_DEFAULTS[cls][search], **COMMON}.items():
+        assert getattr(dm, key) == value, key
+    assert dm.search is search
+    # explicit values win over every default, and null keeps its own meaning
+    explicit = cls(root="x", num_workers=1, pin_memory=False, crop_size=99, long_side=77,
+                   eval_batch_size=3, search=search)  # fmt: skip
+    values = (explicit.root, explicit.num_workers, explicit.pin_memory, explicit.crop_size)
+    assert values == ("x", 1, False, 99)
+    assert (explicit.long_side, explicit.eval_batch_size) == (77, 3)
+    nulls = cls(crop_size=None, long_side=None, eval_batch_size=None, batch_size=5)
+    assert nulls.crop_size == (64 if cls is SyntheticDataModule else None)  # synthetic: the scene
+    assert (nulls.long_side, nulls.eval_batch_size) == (None, 5)
+
+
+def test_subclasses_declare_only_their_own_arguments() -> None:
+    import inspect
+
+    shared = set(inspect.signature(SegmentationDataModule.__init__).parameters) - {"self"}
+    for cls, own in [
+        (CityscapesDataModule, {"train_set"}),
+        (VOCDataModule, {"train_aug"}),
+        (ADE20KDataModule, set()),
+        (SyntheticDataModule, {"num_train", "num_val", "image_size", "seed"}),
+        (TinyDataModule, set()),
+    ]:
+        if not own:  # no __init__ of its own
+            assert cls.__init__ is SegmentationDataModule.__init__, cls.__name__
+            continue
+        params = inspect.signature(cls.__init__).parameters
+        assert set(params) - {"self", "kwargs"} == own, cls.__name__
+        assert not own & shared
+    with pytest.raises(TypeError, match="crop"):
+        CityscapesDataModule(crop=5)  # a misspelt shared argument still fails
+    for cls in (CityscapesDataModule, VOCDataModule, SyntheticDataModule):
+        with pytest.raises(TypeError, match="positional"):  # own arguments are keyword-only
+            cls("data/x")
+
+
+def test_root_is_required_without_default_root(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="TinyDataModule: root is required"):
+        TinyDataModule()
+    assert TinyDataModule(root=str(tmp_path)).crop_size is None  # auto_crop_size: no crop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,13 @@ from fake_datasets import make_ade20k, make_cityscapes, make_voc
 from PIL import Image
 
 from lightning_nas.cli import NASCLI
+from lightning_nas.data import (
+    ADE20KDataModule,
+    CityscapesDataModule,
+    SegmentationDataModule,
+    SyntheticDataModule,
+    VOCDataModule,
+)
 from lightning_nas.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,3 +162,38 @@ def test_predict_writes_a_voc_submission(tmp_path: Path) -> None:
         image = Image.open(path)
         assert image.mode == "P"
         assert np.array(image).max() < 21
+
+
+@pytest.mark.parametrize(
+    "cls,root",
+    [
+        (CityscapesDataModule, "data/cityscapes"),
+        (VOCDataModule, "data/voc"),
+        (ADE20KDataModule, "data/ade20k"),
+        (SyntheticDataModule, "data/synthetic"),
+    ],
+    ids=lambda x: getattr(x, "__name__", x),
+)
+def test_cli_shows_every_data_argument(cls: type, root: str, capsys: pytest.CaptureFixture) -> None:
+    """The shared arguments, declared once in the base, reach --print_config and --help."""
+    path = f"{cls.__module__}.{cls.__name__}"
+    shared = set(inspect.signature(SegmentationDataModule.__init__).parameters) - {"self"}
+    own = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"} - shared
+    with pytest.raises(SystemExit):
+        NASCLI(
+            args=["fit", "--model=lightning_nas.segmentation.SegmentationModule",
+                  "--model.network=torch.nn.Identity", f"--data={path}", "--print_config"]
+        )  # fmt: skip
+    printed = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
+    assert set(printed) == shared | own
+    # the printed sentinels (null / auto) rebuild exactly the dataset's defaults
+    rebuilt, default = cls(**printed), cls()
+    for key in shared:
+        assert getattr(rebuilt, key) == getattr(default, key), key
+    assert default.root == root
+    with pytest.raises(SystemExit):
+        NASCLI(args=["fit", f"--data.help={path}"])
+    help_text = capsys.readouterr().out
+    for key in shared | own:
+        assert f"--data.{key} " in help_text, key
+    assert "data/cityscapes" in help_text  # what root: null means, per dataset

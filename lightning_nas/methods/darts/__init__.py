@@ -1,8 +1,9 @@
 """DARTS (Liu et al., ICLR 2019): a normal and a reduction cell searched by continuous relaxation.
 
 ``genotype.py`` (:class:`DartsGenotype`, :data:`DARTS_PRIMITIVES`), ``ops.py`` (:func:`make_op`),
-``space.py`` (:class:`DartsSpace`, the supernet), ``network.py`` (:class:`DartsNetwork`, the
-derived network). Names load lazily (PEP 562): importing the genotype imports no torch.
+``space.py`` (:class:`DartsSpace`, the supernet), ``latency.py`` (its expected latency),
+``network.py`` (:class:`DartsNetwork`, the derived network). Names load lazily (PEP 562):
+importing the genotype imports no torch.
 """
 
 from lightning_nas.methods import exporter

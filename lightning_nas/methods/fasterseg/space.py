@@ -3,7 +3,7 @@
 The supernet (reference §3.1, the release's ``search/model_search.py``): a stem to stride 8, then
 ``layers`` (L = 16) layers over the strides {8, 16, 32}. The cell of layer ``l`` at scale ``j``
 (0 = 1/8, 1 = 1/16, 2 = 1/32) is a DARTS-style mixture of the five
-:data:`~lightning_nas.methods.fasterseg.ops.FASTERSEG_PRIMITIVES` (skip, conv, zoomed conv, conv ×2,
+:data:`~.genotype.FASTERSEG_PRIMITIVES` (skip, conv, zoomed conv, conv ×2,
 zoomed conv ×2) weighted by ``softmax(α)``; it gives two outputs, one at its own scale and — except
 at 1/32 and in the last layer — one ×2 down (a second mixture with stride 2 and twice the
 channels, sharing the cell's α). A cell at 1/16 or 1/32 with two inputs runs on both, and

@@ -448,4 +448,7 @@ def test_retrain_config_with_a_searched_genotype(tmp_path, synthetic_root):
         ]
     )
     assert cli.trainer.state.finished
-    assert cli.model.num_classes == 6 and cli.model.lr_schedule == "poly"
+    from lightning_nas.schedules import PolyLR
+
+    assert cli.model.num_classes == 6
+    assert isinstance(cli.trainer.lr_scheduler_configs[0].scheduler, PolyLR)
