@@ -171,6 +171,7 @@ def test_missing_genotype_file_is_one_line(tmp_path, synthetic_root, capsys):
     assert len(err) == 1 and "nope.yaml" in err[0], err
 
 
+@pytest.mark.slow
 def test_console_scripts_and_module_entry_point_show_help():
     env = {**os.environ, "WANDB_MODE": "disabled"}
     bindir = Path(sys.executable).parent

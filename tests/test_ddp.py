@@ -4,6 +4,8 @@ import pytest
 import torch
 from ddp_search import run_ranks
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("unrolled", [False, True], ids=["first_order", "second_order"])
 def test_alphas_identical_across_ranks(tmp_path, synthetic_root, unrolled):

@@ -80,6 +80,7 @@ def test_darts_matches_pytorch_and_a_perturbed_file_does_not(darts, tmp_path) ->
     assert measure_onnx(path, SIZE, warmup=1, repeats=2) > 0
 
 
+@pytest.mark.slow
 def test_autodeeplab_matches_pytorch(tmp_path) -> None:
     torch.manual_seed(0)
     net = build_network(ADL, num_classes=5, **ADL_SMALL).eval()

@@ -50,6 +50,7 @@ def fit(module, root, out, max_epochs, num_workers, ckpt_path=None, checkpoint=N
     return trainer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "num_workers,unrolled,space",
     [(0, False, "darts"), (2, False, "darts"), (0, True, "darts"), (0, False, "fasterseg")],

@@ -7,12 +7,15 @@ call of the training-loss closure drew new widths (a different loss at the same 
 """
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
 import lightning_nas.search as search_mod
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods.fasterseg.space import FasterSegSpace
 from lightning_nas.search import SearchModule
+
+pytestmark = pytest.mark.slow
 
 
 def _fit(tmp_path, wrapper, holder) -> SearchModule:

@@ -1,7 +1,10 @@
 """Under 2-process DDP (gloo, CPU) Auto-DeepLab's α and β stay bit-identical across ranks."""
 
+import pytest
 import torch
 from ddp_search import run_ranks
+
+pytestmark = pytest.mark.slow
 
 
 def test_alphas_and_betas_identical_across_ranks(tmp_path):

@@ -1,8 +1,11 @@
 """Under 2-process DDP (gloo, CPU) FasterSeg samples the same widths on every rank, so its α, β
 and γ stay bit-identical."""
 
+import pytest
 import torch
 from ddp_search import run_ranks
+
+pytestmark = pytest.mark.slow
 
 
 def test_samples_and_architecture_identical_across_ranks(tmp_path):

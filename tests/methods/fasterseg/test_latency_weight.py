@@ -9,6 +9,7 @@ the same two searches on a table timed on this CPU, the derived students timed e
 """
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
 from callbacks import LatencyRegularization
@@ -20,6 +21,8 @@ from lightning_nas.search import SearchModule
 SIZE = (64, 64)
 EQUAL = {"operators": 1.0, "strides": 1.0, "expansion": 1.0}
 SPACE = {"num_classes": 6, "layers": 8, "Fch": 4, "widths": (4, 12), "teacher": False}
+
+pytestmark = pytest.mark.slow
 
 
 def fake_ms(c: OpConfig) -> float:

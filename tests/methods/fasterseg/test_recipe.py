@@ -28,6 +28,7 @@ def table(tmp_path, monkeypatch) -> Path:
     return tmp_path / "tables/fasterseg_cpu.json"
 
 
+@pytest.mark.slow
 def test_search_config_cpu_sized(table, tmp_path, synthetic_root):
     from callbacks import Distillation, LatencyRegularization
     from lightning_nas import genotypes
