@@ -124,6 +124,7 @@ _TOOLS: dict[str, tuple[str, str]] = {
     "summary": ("lightning_nas.summary", "summary_main"),
     "latency": ("lightning_nas.latency.cli", "latency_main"),
     "export": ("lightning_nas.export", "export_main"),
+    "study": ("lightning_nas.strategies.cli", "study_main"),
 }
 _NOISE = (
     "Does not validate",

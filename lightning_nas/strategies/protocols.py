@@ -1,0 +1,74 @@
+"""What a discrete search needs of a method: a space to sample and an evaluator to score.
+
+Discrete strategies (random search, DPC's random-then-refine, TPE, NSGA-II) are Optuna studies;
+these protocols are the two things a method supplies. They are ``@runtime_checkable``: the
+engine checks a space with ``isinstance``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import optuna
+
+    from lightning_nas.genotypes import Genotype
+
+__all__ = ["DiscreteSpace", "Evaluator", "MutableSpace"]
+
+
+@runtime_checkable
+class DiscreteSpace(Protocol):
+    """A discrete architecture space sampled through an Optuna trial.
+
+    ``sample`` makes **one** ``trial.suggest_*`` call per architecture decision (categorical
+    choices with stable, JSON-able choice lists), so Optuna's samplers and its dashboard see the
+    real parameters, and a trial's ``params`` alone determine its genotype. A decision that does
+    not apply to a candidate is still suggested (so every trial has the same parameters).
+    """
+
+    def sample(self, trial: optuna.Trial) -> Genotype:
+        """The genotype of ``trial``'s suggested parameters."""
+        ...
+
+    def params(self, genotype: Genotype) -> dict[str, object]:
+        """The trial parameters that :meth:`sample` maps to ``genotype`` (its inverse).
+
+        Used to enqueue known genotypes (published cells, mutations) with
+        ``study.enqueue_trial(params)``.
+        """
+        ...
+
+
+@runtime_checkable
+class MutableSpace(DiscreteSpace, Protocol):
+    """A discrete space with a local move, for refinement and evolution."""
+
+    def mutate(self, genotype: Genotype, rng: object) -> Genotype:
+        """A valid neighbour of ``genotype`` (one decision changed).
+
+        ``rng`` is a ``random.Random``: the engine seeds it, so refinement is reproducible.
+        """
+        ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Scores a candidate genotype: the objective value(s) of a study.
+
+    ``directions`` has one entry per returned value (``"maximize"`` / ``"minimize"``), in order.
+    """
+
+    directions: Sequence[str]
+
+    def __call__(
+        self, genotype: Genotype, run_dir: Path, trial: optuna.Trial | None = None
+    ) -> Sequence[float]:
+        """Train or measure ``genotype``; return the objective values.
+
+        What it keeps (checkpoints, logs) goes under ``run_dir``; ``trial`` (when given) is for
+        pruning callbacks.
+        """
+        ...

@@ -1,0 +1,313 @@
+"""A discrete architecture search: one Optuna study, any number of workers, resumable.
+
+:class:`DiscreteSearch` ties a :class:`~lightning_nas.strategies.protocols.DiscreteSpace`, an
+:class:`~lightning_nas.strategies.protocols.Evaluator` and a
+:class:`~lightning_nas.strategies.strategies.Strategy` to an Optuna study in a storage:
+
+* **storage**: a SQLite file in ``root_dir`` by default (nothing to start); any Optuna storage URL
+  for many workers on many machines (PostgreSQL: ``postgresql+psycopg://user:pw@host/db``).
+* **workers**: :meth:`DiscreteSearch.run` is one worker; start it N times on a shared URL. Each
+  runs trials until the study holds ``n_trials`` finished ones (a race between workers can add at
+  most one extra trial per other worker). Create the study once first
+  (:meth:`DiscreteSearch.create`, ``lightning-nas study create``): concurrent creation is
+  handled, but one creator is cleaner.
+* **resume / crashes**: trials send a heartbeat; a trial whose worker died (kill -9, preemption)
+  is marked failed after ``grace_period`` seconds and re-enqueued with the same parameters
+  (``RetryHeartbeatStaleTrialCallback``), so rerunning the same command continues the study to
+  ``n_trials`` with no trial lost or duplicated.
+* **trials**: each stores its genotype (``trial.user_attrs["genotype"]``, and
+  ``<root_dir>/trials/<number>/genotype.yaml``) and its run directory; invalid candidates (a
+  space's ``constraints(genotype) > 0``) are recorded with ``trial.set_constraint`` and not
+  trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lightning_nas import genotypes
+from lightning_nas.errors import ConfigError
+from lightning_nas.genotypes import Genotype
+from lightning_nas.strategies.protocols import DiscreteSpace
+from lightning_nas.strategies.strategies import RandomSearch, Strategy, feasible
+
+__all__ = ["ConstrainedSpace", "DiscreteSearch", "finished_trials"]
+
+log = logging.getLogger("lightning_nas.study")
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@runtime_checkable
+class ConstrainedSpace(Protocol):
+    """A space some of whose genotypes are invalid (a constraint value > 0 means violated)."""
+
+    def constraints(self, genotype: Genotype) -> Mapping[str, float]:
+        """Constraint values by name; the candidate is feasible when all are ≤ 0."""
+        ...
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's complete and pruned trials."""
+    return study.get_trials(deepcopy=False, states=FINISHED)
+
+
+class DiscreteSearch:
+    """A discrete search over ``space``, scored by ``evaluator``, steered by ``strategy``.
+
+    Args:
+        space: What to sample (``sample(trial)``, ``params(genotype)``; ``mutate`` for refining).
+        evaluator: Scores a genotype (e.g.
+            :class:`~lightning_nas.strategies.evaluator.LightningEvaluator`); its
+            ``directions`` are the study's.
+        strategy: Sampler and enqueueing policy (default: random search).
+        n_trials: Finished trials the study should hold, over all workers.
+        study_name: Name of the study in the storage.
+        storage: Optuna storage URL; ``None``: ``sqlite:///<root_dir>/study.db``.
+        root_dir: Where trial run directories (and the default SQLite file) go.
+        enqueue: Genotype files evaluated first (e.g. a published cell), when the study is new.
+        heartbeat_interval: Seconds between a running trial's heartbeats.
+        grace_period: Seconds without a heartbeat after which a running trial is stale
+            (default: ``2 · heartbeat_interval``).
+        max_retry: Retries of a stale trial.
+        progress: Show a progress bar over trials.
+
+    """
+
+    def __init__(
+        self,
+        space: Any,  # a DiscreteSpace: checked with isinstance (jsonargparse's protocol match
+        evaluator: Any,  # compares exact signatures); an Evaluator
+        strategy: Strategy | None = None,
+        n_trials: int = 20,
+        study_name: str = "search",
+        storage: str | None = None,
+        root_dir: str = "runs/study",
+        enqueue: Sequence[str] = (),
+        heartbeat_interval: int = 60,
+        grace_period: int | None = None,
+        max_retry: int = 3,
+        progress: bool = True,
+    ) -> None:
+        if not isinstance(space, DiscreteSpace):
+            raise ConfigError(
+                f"space: {type(space).__name__} is not a discrete space (sample(trial), "
+                "params(genotype))"
+            )
+        if not callable(evaluator) or not hasattr(evaluator, "directions"):
+            raise ConfigError(
+                f"evaluator: {type(evaluator).__name__} is not an evaluator (directions, "
+                "__call__(genotype, run_dir, trial))"
+            )
+        if n_trials < 1:
+            raise ConfigError(f"n_trials: expected >= 1, got {n_trials}")
+        if heartbeat_interval < 1:
+            raise ConfigError(f"heartbeat_interval: expected >= 1 s, got {heartbeat_interval}")
+        self.space = space
+        self.evaluator = evaluator
+        self.strategy = strategy or RandomSearch()
+        self.n_trials = n_trials
+        self.study_name = study_name
+        self.root_dir = Path(root_dir)
+        self.storage_url = storage or f"sqlite:///{self.root_dir / 'study.db'}"
+        self.enqueue = [str(p) for p in enqueue]
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period or 2 * heartbeat_interval
+        self.max_retry = max_retry
+        self.progress = progress
+        for path in self.enqueue:
+            genotypes.load(path)  # fail now on a bad file, naming it
+
+    # ----------------------------------------------------------------- study
+    @property
+    def directions(self) -> list[str]:
+        """The study's objective directions (the evaluator's)."""
+        return list(self.evaluator.directions)
+
+    def storage(self) -> optuna.storages.BaseStorage:
+        """The storage, with heartbeats and stale-trial retries for SQL databases."""
+        url = self.storage_url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
+            return optuna.storages.get_storage(url)
+        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=self.heartbeat_interval,
+            grace_period=self.grace_period,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=self.max_retry
+            ),
+        )
+
+    def create(self) -> optuna.Study:
+        """Create the study (or load it); enqueue the ``enqueue`` genotypes when it is new."""
+        storage = self.storage()
+        sampler = self.strategy.sampler(self.directions)
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                sampler=sampler,
+                study_name=self.study_name,
+                directions=self.directions,
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            return self.load(storage)
+        study.set_user_attr("space", f"{type(self.space).__module__}.{type(self.space).__name__}")
+        study.set_user_attr("strategy", repr(self.strategy))
+        study.set_user_attr("n_trials", self.n_trials)
+        for path in self.enqueue:
+            genotype = genotypes.load(path)
+            study.enqueue_trial(self.space.params(genotype), user_attrs={"enqueued_from": path})
+        return study
+
+    def load(self, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+        """Load the existing study, checking its directions."""
+        try:
+            study = optuna.load_study(
+                study_name=self.study_name,
+                storage=storage or self.storage(),
+                sampler=self.strategy.sampler(self.directions),
+            )
+        except KeyError:
+            raise ConfigError(
+                f"study_name: no study {self.study_name!r} in {self.storage_url}"
+            ) from None
+        have = [d.name.lower() for d in study.directions]
+        if have != self.directions:
+            raise ConfigError(
+                f"study {self.study_name!r} in {self.storage_url} optimises {have}; the "
+                f"evaluator's objectives give {self.directions}"
+            )
+        return study
+
+    # ----------------------------------------------------------------- worker
+    def objective(self, trial: optuna.Trial) -> float | list[float]:
+        """Sample, record and evaluate one candidate."""
+        genotype = self.space.sample(trial)
+        run_dir = self.root_dir / "trials" / f"{trial.number:05d}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        genotypes.save(genotype, run_dir / "genotype.yaml")
+        trial.set_user_attr("genotype", genotype.to_dict())
+        trial.set_user_attr("run_dir", str(run_dir))
+        worst = [-math.inf if d == "maximize" else math.inf for d in self.directions]
+        if isinstance(self.space, ConstrainedSpace):
+            constraints = dict(self.space.constraints(genotype))
+            for name, value in constraints.items():
+                trial.set_constraint(name, float(value))
+            violated = sorted(k for k, v in constraints.items() if v > 0)
+            if violated:
+                trial.set_user_attr("infeasible", violated)
+                return worst[0] if len(worst) == 1 else worst
+        start = time.perf_counter()
+        values = list(self.evaluator(genotype, run_dir, trial))
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+        if len(values) != len(self.directions):
+            raise ConfigError(
+                f"evaluator returned {len(values)} values for {len(self.directions)} objectives"
+            )
+        return values[0] if len(values) == 1 else values
+
+    def run(self) -> optuna.Study:
+        """One worker: run trials until the study holds ``n_trials`` finished ones.
+
+        Returns:
+            The study.
+        """
+        study = self.create()
+        optuna.storages.fail_stale_trials(study)  # a previous run's dead trials, if stale now
+        callbacks = [*self.strategy.callbacks(self.space), self._report]
+        with self._progress(study) as advance:
+            self._advance = advance
+            while len(finished_trials(study)) < self.n_trials:
+                study.optimize(self.objective, n_trials=1, callbacks=callbacks)
+        return study
+
+    def _report(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        done = len(finished_trials(study))
+        values = (
+            ", ".join(f"{name}={v:.4g}" for name, v in zip(self._names(), trial.values))
+            if trial.values
+            else trial.state.name.lower()
+        )
+        seconds = trial.user_attrs.get("seconds")
+        took = f" in {seconds:.1f} s" if seconds is not None else ""
+        flag = "" if feasible(trial) else " (infeasible)"
+        print(
+            f"trial {trial.number}: {values}{flag}{took} [{min(done, self.n_trials)}/"
+            f"{self.n_trials}] {trial.params}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._advance(done)
+
+    def _names(self) -> list[str]:
+        names = getattr(self.evaluator, "objectives", None)
+        return list(names) if names else [f"value{i}" for i in range(len(self.directions))]
+
+    def _progress(self, study: optuna.Study) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def bar() -> Any:
+            if not self.progress:
+                yield lambda done: None
+                return
+            from rich.progress import Progress
+
+            with Progress(transient=False) as progress:
+                task = progress.add_task(
+                    f"study {self.study_name}",
+                    total=self.n_trials,
+                    completed=min(len(finished_trials(study)), self.n_trials),
+                )
+                yield lambda done: progress.update(task, completed=min(done, self.n_trials))
+
+        return bar()
+
+    # ----------------------------------------------------------------- results
+    def best_trials(self, study: optuna.Study, top_k: int | None = None) -> list[FrozenTrial]:
+        """The top ``top_k`` feasible trials (single objective), or the Pareto front."""
+        done = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if feasible(t) and t.values is not None and all(map(math.isfinite, t.values))
+        ]
+        if len(self.directions) == 1:
+            sign = -1.0 if self.directions[0] == "maximize" else 1.0
+            ranked = sorted(done, key=lambda t: (sign * t.values[0], t.number))
+            return ranked if top_k is None else ranked[:top_k]
+        front = [t for t in study.best_trials if t in done or t.number in {d.number for d in done}]
+        return sorted(front, key=lambda t: t.values[0])
+
+    def export(self, out: str | Path, top_k: int | None = 5) -> list[Path]:
+        """Write the best genotypes (top-k, or the Pareto front) as YAML, with a leaderboard.
+
+        Returns:
+            The written genotype files, best first.
+        """
+        study = self.load()
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = ["rank,trial," + ",".join(self._names()) + ",file"]
+        written = []
+        for rank, trial in enumerate(self.best_trials(study, top_k), start=1):
+            genotype = genotypes.from_dict(trial.user_attrs["genotype"], f"trial {trial.number}")
+            path = out / f"rank{rank:02d}_trial{trial.number:05d}.yaml"
+            genotypes.save(genotype, path)
+            written.append(path)
+            values = ",".join(f"{v:.6g}" for v in trial.values)
+            rows.append(f"{rank},{trial.number},{values},{path.name}")
+        (out / "leaderboard.csv").write_text("\n".join(rows) + "\n")
+        return written
