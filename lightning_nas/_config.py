@@ -48,10 +48,26 @@ def as_factory(spec: Any, key: str) -> Callable[..., Any]:
                 f"{key}: unexpected keys {sorted(extra)}; expected class_path, init_args"
             )
         cls = import_object(spec["class_path"])
-        return functools.partial(cls, **dict(spec.get("init_args") or {}))
+        init_args = dict(spec.get("init_args") or {})
+        first = _first_parameter(cls)
+        if first is not None and init_args.get(first, 0) is None:
+            # a parsed config fills every argument, the one the factory provides with None
+            del init_args[first]
+        return functools.partial(cls, **init_args)
     raise ConfigError(
         f"{key}: expected a callable or a mapping with 'class_path' and 'init_args', got {spec!r}"
     )
+
+
+def _first_parameter(cls: Any) -> str | None:
+    """The name of the first parameter of ``cls`` (after ``self``), if it can be read."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    return params[0].name if params else None
 
 
 def drop_module_hparams(module: Any) -> None:

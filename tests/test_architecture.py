@@ -142,8 +142,10 @@ SHARED = [
     "lightning_nas/segmentation.py",
     "lightning_nas/loss_terms.py",
     "lightning_nas/bilevel.py",
+    "lightning_nas/strategies",
+    "lightning_nas/proxy",
 ]
-METHOD_WORDS = ("darts", "autodeeplab", "fasterseg")
+METHOD_WORDS = ("darts", "autodeeplab", "fasterseg", "dpc")
 
 
 def code_tokens(path: Path) -> list[str]:
@@ -195,12 +197,12 @@ def test_genotypes_load_without_torch():
         sys.meta_path.insert(0, NoTorch())
         from pathlib import Path
         from lightning_nas import genotypes
-        from lightning_nas.genotypes import AutoDeepLabGenotype, DartsGenotype, FasterSegGenotype
+        from lightning_nas.genotypes import AutoDeepLabGenotype, DartsGenotype, DPCGenotype
         files = sorted(Path({str(REPO / "experiments/genotypes")!r}).glob("*.yaml"))
         files += sorted(Path({str(REPO / "tests/fixtures/pre_move")!r}).glob("*.yaml"))
         loaded = [genotypes.load(p) for p in files]
         assert {{g.kind for g in loaded}} == set(genotypes.kinds()) == {{"darts", "autodeeplab",
-            "fasterseg"}}
+            "fasterseg", "dpc"}}
         assert all(genotypes.from_dict(g.to_dict()) == g for g in loaded)
         assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
         print(len(loaded))
@@ -222,6 +224,7 @@ def test_method_package_layout(method):
     from lightning_nas.genotypes import Genotype
     from lightning_nas.methods import BUILTIN
     from lightning_nas.spaces.base import SearchSpace
+    from lightning_nas.strategies.protocols import DiscreteSpace
 
     package = importlib.import_module(BUILTIN[method])
     folder = PACKAGE / "methods" / method
@@ -230,7 +233,12 @@ def test_method_package_layout(method):
         p.name for p in folder.glob("*.py")
     }
     exported = {name: getattr(package, name) for name in package.EXPORTS}
-    spaces = [o for o in exported.values() if isinstance(o, type) and issubclass(o, SearchSpace)]
+    # a one-shot supernet (SearchSpace) or a discrete space sampled by Optuna (DiscreteSpace)
+    spaces = [
+        o
+        for o in exported.values()
+        if isinstance(o, type) and (issubclass(o, SearchSpace) or issubclass(o, DiscreteSpace))
+    ]
     kinds = [o for o in exported.values() if isinstance(o, type) and issubclass(o, Genotype)]
     assert len(spaces) == 1 and len(kinds) == 1
     network = importlib.import_module(kinds[0].network.rpartition(".")[0])

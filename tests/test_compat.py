@@ -112,6 +112,14 @@ FIT_CONFIGS = sorted(
 )
 
 
+STUDY_CONFIGS = sorted(
+    p
+    for p in (REPO / "experiments").glob("*.yaml")
+    if "space" in (yaml.safe_load(p.read_text()) or {})
+)
+STUDY_OVERLAYS = {"dpc_cpu.yaml": "dpc.yaml"}  # overlay -> the study config it completes
+
+
 def test_every_experiment_yaml_is_covered():
     every = {p.relative_to(REPO) for p in (REPO / "experiments").rglob("*.yaml")}
     genotype_files = {p.relative_to(REPO) for p in (REPO / "experiments/genotypes").glob("*.yaml")}
@@ -119,7 +127,9 @@ def test_every_experiment_yaml_is_covered():
         p.relative_to(REPO) for p in (REPO / "experiments").glob("*/*.yaml")
     } - genotype_files
     fit = {p.relative_to(REPO) for p in FIT_CONFIGS}
-    assert every == fit | genotype_files | overlays
+    studies = {p.relative_to(REPO) for p in STUDY_CONFIGS}
+    study_overlays = {Path("experiments") / name for name in STUDY_OVERLAYS}
+    assert every == fit | genotype_files | overlays | studies | study_overlays
     assert len(fit) >= 7
 
 
@@ -145,3 +155,21 @@ def test_experiment_config_validates(config, capsys):
 def test_experiment_genotype_loads(path):
     genotype = genotypes.load(path)
     assert genotypes.from_dict(genotype.to_dict()) == genotype
+
+
+@pytest.mark.parametrize("config", STUDY_CONFIGS, ids=lambda p: p.stem)
+def test_study_config_validates(config, capsys):
+    """``lightning-nas study --print_config`` resolves every class path (with its overlays)."""
+    from lightning_nas.strategies.cli import study_main
+
+    overlays = [
+        arg
+        for name, base in STUDY_OVERLAYS.items()
+        if base == config.name
+        for arg in ("-c", str(REPO / "experiments" / name))
+    ]
+    for extra in ([], overlays) if overlays else ([],):
+        assert study_main(["-c", str(config), *extra, "--print_config"]) == 0
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["space"]["class_path"].startswith("lightning_nas.methods.")
+        assert printed["evaluator"]["class_path"].startswith("lightning_nas.")

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "darts": "lightning_nas.methods.darts",
     "autodeeplab": "lightning_nas.methods.autodeeplab",
     "fasterseg": "lightning_nas.methods.fasterseg",
+    "dpc": "lightning_nas.methods.dpc",
 }
 """The built-in methods: name → package (one index line per method)."""
 

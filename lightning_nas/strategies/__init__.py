@@ -11,27 +11,29 @@
 * :mod:`~lightning_nas.strategies.cli` — ``lightning-nas study``.
 """
 
-from lightning_nas.strategies.evaluator import LightningEvaluator
-from lightning_nas.strategies.protocols import DiscreteSpace, Evaluator, MutableSpace
-from lightning_nas.strategies.strategies import (
-    NSGA2Search,
-    RandomSearch,
-    RandomThenRefine,
-    Strategy,
-    TPESearch,
-)
-from lightning_nas.strategies.study import ConstrainedSpace, DiscreteSearch
+from typing import Any
 
-__all__ = [
-    "ConstrainedSpace",
-    "DiscreteSearch",
-    "DiscreteSpace",
-    "Evaluator",
-    "LightningEvaluator",
-    "MutableSpace",
-    "NSGA2Search",
-    "RandomSearch",
-    "RandomThenRefine",
-    "Strategy",
-    "TPESearch",
-]
+_EXPORTS = {
+    "LightningEvaluator": "evaluator",
+    "DiscreteSpace": "protocols",
+    "Evaluator": "protocols",
+    "MutableSpace": "protocols",
+    "NSGA2Search": "strategies",
+    "RandomSearch": "strategies",
+    "RandomThenRefine": "strategies",
+    "Strategy": "strategies",
+    "TPESearch": "strategies",
+    "TrialSeededRandomSampler": "strategies",
+    "ConstrainedSpace": "study",
+    "DiscreteSearch": "study",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports (PEP 562): a method's space imports the protocols without torch or Optuna."""
+    import importlib
+
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

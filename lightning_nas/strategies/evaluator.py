@@ -18,8 +18,11 @@ Optuna pruning callback stops bad candidates early (``prune: true``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ import torch
 
 from lightning_nas._config import import_object
 from lightning_nas.errors import ConfigError
+from lightning_nas.strategies.protocols import Evaluator
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -39,7 +43,38 @@ __all__ = ["LightningEvaluator"]
 _BUILTIN_OBJECTIVES = {"params": "minimize", "latency_ms": "minimize"}
 
 
-class LightningEvaluator:
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Lightning's per-fit chatter off (one line per trial is the study's)."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in (
+                ".*log_every_n_steps.*",
+                ".*does not have many workers.*",
+                ".*LeafSpec.*",
+                ".*exists and is not empty.*",
+            ):
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _plain(value: Any) -> Any:
+    r"""Parsed config values (jsonargparse ``Namespace``\ s) as plain dicts and lists."""
+    if hasattr(value, "as_dict"):
+        return _plain(value.as_dict())
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+class LightningEvaluator(Evaluator):
     """Train a candidate with Lightning and return its objectives.
 
     Args:
@@ -50,7 +85,8 @@ class LightningEvaluator:
         network: Class path of the network to build instead of the genotype kind's own (called
             as ``Network(genotype, num_classes=..., **network_kwargs)``), e.g. a head for
             cached features.
-        network_kwargs: Further arguments of the network.
+        network_kwargs: Further arguments of the network. ``in_channels`` defaults to the
+            data's ``feature_channels`` when it has them (cached features).
         module: Class path of the LightningModule (default
             ``lightning_nas.segmentation.SegmentationModule``), called as
             ``Module(network, num_classes=..., **module_kwargs)``.
@@ -77,11 +113,11 @@ class LightningEvaluator:
             raise ConfigError("evaluator.objectives: expected at least one objective")
         self.data = data
         self.objectives = tuple(objectives)
-        self.trainer_kwargs = dict(trainer or {})
+        self.trainer_kwargs = _plain(dict(trainer or {}))
         self.network = network
-        self.network_kwargs = dict(network_kwargs or {})
+        self.network_kwargs = _plain(dict(network_kwargs or {}))
         self.module = module
-        self.module_kwargs = dict(module_kwargs or {})
+        self.module_kwargs = _plain(dict(module_kwargs or {}))
         self.prune = prune
         self.latency_input_size = tuple(latency_input_size)
         self.seed = seed
@@ -111,10 +147,14 @@ class LightningEvaluator:
         """The candidate's network."""
         from lightning_nas.genotypes import build_network
 
+        kwargs = dict(self.network_kwargs)
+        channels = getattr(self.data, "feature_channels", None)
+        if isinstance(channels, int) and "in_channels" not in kwargs:
+            kwargs["in_channels"] = channels  # a head on cached features: their channels
         if self.network is None:
-            return build_network(genotype, self.num_classes(), **self.network_kwargs)
+            return build_network(genotype, self.num_classes(), **kwargs)
         cls = import_object(self.network)
-        return cls(genotype, num_classes=self.num_classes(), **self.network_kwargs)
+        return cls(genotype, num_classes=self.num_classes(), **kwargs)
 
     def __call__(
         self, genotype: Genotype, run_dir: Path, trial: optuna.Trial | None = None
@@ -139,16 +179,17 @@ class LightningEvaluator:
             "enable_checkpointing": False,
             **self.trainer_kwargs,
         }
-        trainer = pl.Trainer(
-            default_root_dir=str(run_dir),
-            logger=CSVLogger(str(run_dir), name="", version=""),
-            callbacks=callbacks,
-            **kwargs,
-        )
-        if metric_objectives:
-            trainer.fit(module, datamodule=self.data)
-            for callback in callbacks:
-                callback.check_pruned()  # type: ignore[attr-defined]
+        with _quiet():
+            trainer = pl.Trainer(
+                default_root_dir=str(run_dir),
+                logger=CSVLogger(str(run_dir), name="logs", version=""),
+                callbacks=callbacks,
+                **kwargs,
+            )
+            if metric_objectives:
+                trainer.fit(module, datamodule=self.data)
+                for callback in callbacks:
+                    callback.check_pruned()  # type: ignore[attr-defined]
         values = []
         for name in self.objectives:
             if name == "params":

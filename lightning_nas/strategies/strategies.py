@@ -11,12 +11,13 @@ candidates (``study.enqueue_trial``), so every worker of a shared study follows 
 
 Example:
     >>> RandomSearch(seed=0).sampler(["maximize"]).__class__.__name__
-    'RandomSampler'
+    'TrialSeededRandomSampler'
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,9 +27,61 @@ from optuna.trial import FrozenTrial, TrialState
 from lightning_nas.errors import ConfigError
 from lightning_nas.strategies.protocols import DiscreteSpace, MutableSpace
 
-__all__ = ["NSGA2Search", "RandomSearch", "RandomThenRefine", "Strategy", "TPESearch"]
+__all__ = [
+    "NSGA2Search",
+    "RandomSearch",
+    "RandomThenRefine",
+    "Strategy",
+    "TPESearch",
+    "TrialSeededRandomSampler",
+]
 
 StudyCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class TrialSeededRandomSampler(optuna.samplers.BaseSampler):
+    """Uniform sampling whose every draw is seeded by ``(seed, trial number, parameter)``.
+
+    A trial's parameters are then a function of its number alone: a resumed study (the same
+    command rerun) and parallel workers never replay one another's draws, and a study is
+    reproducible whatever the number of workers. (A plain ``RandomSampler(seed)`` restarts its
+    sequence in every process, so a rerun would evaluate the first candidates again.)
+
+    Args:
+        seed: Base seed.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(sampler=TrialSeededRandomSampler(0))
+        >>> a = study.ask({"x": optuna.distributions.CategoricalDistribution([1, 2, 3])})
+        >>> again = TrialSeededRandomSampler(0)
+        >>> x = optuna.distributions.CategoricalDistribution([1, 2, 3])
+        >>> again.draw(0, "x", x) == a.params["x"]
+        True
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict:
+        """None: every parameter is drawn independently."""
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict:
+        """None (see :meth:`sample_independent`)."""
+        return {}
+
+    def draw(self, number: int, name: str, distribution: Any) -> Any:
+        """The value of parameter ``name`` of trial ``number``."""
+        seed = zlib.crc32(f"{self.seed}/{number}/{name}".encode())
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+        return sampler.sample_independent(None, None, name, distribution)  # type: ignore[arg-type]
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
+        """A uniform draw seeded by ``(seed, trial.number, param_name)``."""
+        return self.draw(trial.number, param_name, param_distribution)
 
 
 def feasible(trial: FrozenTrial) -> bool:
@@ -51,8 +104,13 @@ class Strategy:
     def __init__(self, seed: int | None = 0) -> None:
         self.seed = seed
 
-    def sampler(self, directions: Sequence[str]) -> optuna.samplers.BaseSampler:
-        """The study's sampler for these objective directions."""
+    def sampler(self, directions: Sequence[str], offset: int = 0) -> optuna.samplers.BaseSampler:
+        """The study's sampler for these objective directions.
+
+        ``offset`` is the number of trials the study held when this worker started; samplers
+        that keep one random sequence per process seed it with ``seed + offset``, so a resumed
+        study does not replay its first draws.
+        """
         raise NotImplementedError
 
     def callbacks(self, space: DiscreteSpace) -> list[StudyCallback]:
@@ -64,12 +122,26 @@ class Strategy:
         return f"{type(self).__name__}({args})"
 
 
-class RandomSearch(Strategy):
-    """Uniform random search (``optuna.samplers.RandomSampler``)."""
+def _random(seed: int | None) -> optuna.samplers.BaseSampler:
+    if seed is None:
+        return optuna.samplers.RandomSampler()
+    return TrialSeededRandomSampler(seed)
 
-    def sampler(self, directions: Sequence[str]) -> optuna.samplers.BaseSampler:
-        """``RandomSampler(seed)``."""
-        return optuna.samplers.RandomSampler(seed=self.seed)
+
+def _offset(seed: int | None, offset: int) -> int | None:
+    return None if seed is None else seed + offset
+
+
+class RandomSearch(Strategy):
+    """Uniform random search.
+
+    Every trial's draws are seeded by its number (:class:`TrialSeededRandomSampler`);
+    ``seed: null`` gives Optuna's unseeded ``RandomSampler``.
+    """
+
+    def sampler(self, directions: Sequence[str], offset: int = 0) -> optuna.samplers.BaseSampler:
+        """The trial-seeded random sampler."""
+        return _random(self.seed)
 
 
 class TPESearch(Strategy):
@@ -88,10 +160,10 @@ class TPESearch(Strategy):
         self.n_startup_trials = n_startup_trials
         self.multivariate = multivariate
 
-    def sampler(self, directions: Sequence[str]) -> optuna.samplers.BaseSampler:
-        """``TPESampler`` with these settings."""
+    def sampler(self, directions: Sequence[str], offset: int = 0) -> optuna.samplers.BaseSampler:
+        """``TPESampler`` with these settings (seeded ``seed + offset``)."""
         return optuna.samplers.TPESampler(
-            seed=self.seed,
+            seed=_offset(self.seed, offset),
             n_startup_trials=self.n_startup_trials,
             multivariate=self.multivariate,
             constraints_func=constraints_of,
@@ -122,10 +194,10 @@ class NSGA2Search(Strategy):
         self.mutation_prob = mutation_prob
         self.crossover_prob = crossover_prob
 
-    def sampler(self, directions: Sequence[str]) -> optuna.samplers.BaseSampler:
-        """``NSGAIISampler`` with these settings."""
+    def sampler(self, directions: Sequence[str], offset: int = 0) -> optuna.samplers.BaseSampler:
+        """``NSGAIISampler`` with these settings (seeded ``seed + offset``)."""
         return optuna.samplers.NSGAIISampler(
-            seed=self.seed,
+            seed=_offset(self.seed, offset),
             population_size=self.population_size,
             mutation_prob=self.mutation_prob,
             crossover_prob=self.crossover_prob,
@@ -157,9 +229,9 @@ class RandomThenRefine(Strategy):
         self.n_random = n_random
         self.top_k = top_k
 
-    def sampler(self, directions: Sequence[str]) -> optuna.samplers.BaseSampler:
-        """``RandomSampler(seed)``: the random phase (refinements are enqueued trials)."""
-        return optuna.samplers.RandomSampler(seed=self.seed)
+    def sampler(self, directions: Sequence[str], offset: int = 0) -> optuna.samplers.BaseSampler:
+        """The trial-seeded random sampler: the random phase (refinements are enqueued)."""
+        return _random(self.seed)
 
     def callbacks(self, space: DiscreteSpace) -> list[StudyCallback]:
         """The refinement callback (the space must be a :class:`MutableSpace`)."""

@@ -27,6 +27,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -37,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lightning_nas import genotypes
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
-from lightning_nas.strategies.protocols import DiscreteSpace
+from lightning_nas.strategies.protocols import DiscreteSpace, Evaluator
 from lightning_nas.strategies.strategies import RandomSearch, Strategy, feasible
 
 __all__ = ["ConstrainedSpace", "DiscreteSearch", "finished_trials"]
@@ -85,8 +86,8 @@ class DiscreteSearch:
 
     def __init__(
         self,
-        space: Any,  # a DiscreteSpace: checked with isinstance (jsonargparse's protocol match
-        evaluator: Any,  # compares exact signatures); an Evaluator
+        space: DiscreteSpace,
+        evaluator: Evaluator,
         strategy: Strategy | None = None,
         n_trials: int = 20,
         study_name: str = "search",
@@ -100,13 +101,13 @@ class DiscreteSearch:
     ) -> None:
         if not isinstance(space, DiscreteSpace):
             raise ConfigError(
-                f"space: {type(space).__name__} is not a discrete space (sample(trial), "
-                "params(genotype))"
+                f"space: {type(space).__name__} is not a lightning_nas.strategies.DiscreteSpace "
+                "(sample(trial), params(genotype))"
             )
-        if not callable(evaluator) or not hasattr(evaluator, "directions"):
+        if not isinstance(evaluator, Evaluator):
             raise ConfigError(
-                f"evaluator: {type(evaluator).__name__} is not an evaluator (directions, "
-                "__call__(genotype, run_dir, trial))"
+                f"evaluator: {type(evaluator).__name__} is not a "
+                "lightning_nas.strategies.Evaluator (directions, __call__(genotype, run_dir))"
             )
         if n_trials < 1:
             raise ConfigError(f"n_trials: expected >= 1, got {n_trials}")
@@ -141,15 +142,17 @@ class DiscreteSearch:
         if url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
             return optuna.storages.get_storage(url)
         engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=self.heartbeat_interval,
-            grace_period=self.grace_period,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=self.max_retry
-            ),
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=self.heartbeat_interval,
+                grace_period=self.grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=self.max_retry
+                ),
+            )
 
     def create(self) -> optuna.Study:
         """Create the study (or load it); enqueue the ``enqueue`` genotypes when it is new."""
@@ -180,6 +183,7 @@ class DiscreteSearch:
                 storage=storage or self.storage(),
                 sampler=self.strategy.sampler(self.directions),
             )
+            study.sampler = self.strategy.sampler(self.directions, offset=len(study.trials))
         except KeyError:
             raise ConfigError(
                 f"study_name: no study {self.study_name!r} in {self.storage_url}"
@@ -225,8 +229,11 @@ class DiscreteSearch:
         Returns:
             The study.
         """
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial: ours
         study = self.create()
-        optuna.storages.fail_stale_trials(study)  # a previous run's dead trials, if stale now
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a previous run's dead trials, if stale
         callbacks = [*self.strategy.callbacks(self.space), self._report]
         with self._progress(study) as advance:
             self._advance = advance

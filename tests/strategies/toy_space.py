@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lightning_nas.genotypes import Genotype, field_error
+from lightning_nas.strategies import Evaluator, MutableSpace
 
 OPS = ("a", "b", "c", "d")
 TARGET = ("c", "a", "d", "b", "c", "a")
@@ -41,7 +42,7 @@ class ToyGenotype(Genotype):
                 raise field_error(source, f"ops[{i}]", f"unknown op {op!r}")
 
 
-class ToySpace:
+class ToySpace(MutableSpace):
     """``length`` categorical decisions; genotypes with ``forbid`` at position 0 are infeasible.
 
     Args:
@@ -75,7 +76,7 @@ def score(genotype: ToyGenotype) -> int:
     return sum(op == t for op, t in zip(genotype.ops, TARGET))
 
 
-class ToyEvaluator:
+class ToyEvaluator(Evaluator):
     """Closed-form objectives: ``matches`` (maximise) and, with two objectives, ``cost``.
 
     Args:
