@@ -117,7 +117,12 @@ STUDY_CONFIGS = sorted(
     for p in (REPO / "experiments").glob("*.yaml")
     if "space" in (yaml.safe_load(p.read_text()) or {})
 )
-STUDY_OVERLAYS = {"dpc_cpu.yaml": "dpc.yaml"}  # overlay -> the study config it completes
+# overlay -> the study config it completes
+STUDY_OVERLAYS = {
+    "dpc_cpu.yaml": "dpc.yaml",
+    "dpc_fidelity.yaml": "dpc.yaml",
+    "dpc_fidelity_cpu.yaml": "dpc.yaml",
+}
 
 
 def test_every_experiment_yaml_is_covered():
@@ -169,7 +174,8 @@ def test_study_config_validates(config, capsys):
         for arg in ("-c", str(REPO / "experiments" / name))
     ]
     for extra in ([], overlays) if overlays else ([],):
-        assert study_main(["-c", str(config), *extra, "--print_config"]) == 0
+        command = "fidelity" if any("fidelity" in a for a in extra) else "run"
+        assert study_main([command, "-c", str(config), *extra, "--print_config"]) == 0
         printed = yaml.safe_load(capsys.readouterr().out)
         assert printed["space"]["class_path"].startswith("lightning_nas.methods.")
         assert printed["evaluator"]["class_path"].startswith("lightning_nas.")

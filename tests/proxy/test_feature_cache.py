@@ -72,6 +72,7 @@ def test_cache_holds_the_encoder_features(synthetic_root, tmp_path):
     torch.manual_seed(0)
     encoder = smp_encoder_feature("tu-mobilenetv2_100", output_stride=8)
     source = SyntheticDataModule(root=synthetic_root, num_train=16, num_val=8, image_size=32)
+    source.prepare_data()  # the shared root may hold another test's rendering
     dataset, description = split_source(source, "train")
     cached = make_cache(encoder, tmp_path).build(dataset, description)
 
@@ -129,6 +130,7 @@ def test_changed_inputs_get_new_directories(tmp_path):
 def test_changed_input_size_gets_a_new_directory(synthetic_root, tmp_path):
     encoder = make_encoder()
     source = SyntheticDataModule(root=synthetic_root, num_train=16, num_val=8, image_size=32)
+    source.prepare_data()  # the shared root may hold another test's rendering
     resized = SyntheticDataModule(
         root=synthetic_root, num_train=16, num_val=8, image_size=32, long_side=16
     )

@@ -59,7 +59,7 @@ def test_random_then_refine_study_survives_a_kill_and_exports_a_retrainable_cell
     tmp_path, synthetic_root
 ):
     root = tmp_path / "dpc"
-    args = overrides(root, synthetic_root, epochs=12)
+    args = overrides(root, synthetic_root, epochs=6)
     url = f"sqlite:///{root}/study.db"
     first = study_process(args, tmp_path / "first.log")
     killed = None
