@@ -91,7 +91,8 @@ class LightningEvaluator(Evaluator):
             ``lightning_nas.segmentation.SegmentationModule``), called as
             ``Module(network, num_classes=..., **module_kwargs)``.
         module_kwargs: Further arguments of the module (optimizer, lr schedule, ...).
-        prune: Add Optuna's pruning callback on the first objective (single-objective only).
+        prune: Add Optuna's pruning callback on the objective (single-objective studies only:
+            Optuna does not prune multi-objective trials; ignored there).
         latency_input_size: ``(H, W)`` of the ``latency_ms`` objective.
         seed: ``seed_everything`` value of each candidate's fit (same data order for all).
     """
@@ -169,7 +170,7 @@ class LightningEvaluator(Evaluator):
         module = module_cls(network, num_classes=self.num_classes(), **self.module_kwargs)
         callbacks: list[pl.Callback] = []
         metric_objectives = [o for o in self.objectives if o not in _BUILTIN_OBJECTIVES]
-        if self.prune and trial is not None and metric_objectives:
+        if self.prune and trial is not None and len(self.objectives) == 1 and metric_objectives:
             from optuna_integration import PyTorchLightningPruningCallback
 
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor=metric_objectives[0]))
