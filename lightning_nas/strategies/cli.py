@@ -73,6 +73,8 @@ def build_search(cfg: Namespace, parser: ArgumentParser) -> tuple[DiscreteSearch
         "grace_period",
         "max_retry",
         "progress",
+        "next_stage",
+        "seeds",
     ]
     return DiscreteSearch(**{name: init[name] for name in names}), init
 

@@ -93,8 +93,11 @@ class LightningEvaluator(Evaluator):
         module_kwargs: Further arguments of the module (optimizer, lr schedule, ...).
         prune: Add Optuna's pruning callback on the objective (single-objective studies only:
             Optuna does not prune multi-objective trials; ignored there).
-        latency_input_size: ``(H, W)`` of the ``latency_ms`` objective.
+        latency_input_size: ``(H, W)`` of the ``latency_ms`` objective and of the recorded
+            cost; ``None``: the genotype's own ``input_size`` when it has one, else 512×1024.
         seed: ``seed_everything`` value of each candidate's fit (same data order for all).
+        record_cost: Store the network's ``params`` (millions) and ``flops`` (G multiply-adds
+            at the latency input size, batch 1) as the trial's user attributes.
     """
 
     def __init__(
@@ -107,8 +110,9 @@ class LightningEvaluator(Evaluator):
         module: str = "lightning_nas.segmentation.SegmentationModule",
         module_kwargs: Mapping[str, Any] | None = None,
         prune: bool = False,
-        latency_input_size: tuple[int, int] = (512, 1024),
+        latency_input_size: tuple[int, int] | None = None,
         seed: int = 0,
+        record_cost: bool = True,
     ) -> None:
         if not objectives:
             raise ConfigError("evaluator.objectives: expected at least one objective")
@@ -120,8 +124,9 @@ class LightningEvaluator(Evaluator):
         self.module = module
         self.module_kwargs = _plain(dict(module_kwargs or {}))
         self.prune = prune
-        self.latency_input_size = tuple(latency_input_size)
+        self.latency_input_size = None if latency_input_size is None else tuple(latency_input_size)
         self.seed = seed
+        self.record_cost = record_cost
         for key in ("logger", "default_root_dir", "callbacks"):
             if key in self.trainer_kwargs:
                 raise ConfigError(
@@ -191,12 +196,16 @@ class LightningEvaluator(Evaluator):
                 trainer.fit(module, datamodule=self.data)
                 for callback in callbacks:
                     callback.check_pruned()  # type: ignore[attr-defined]
+        size = self.input_size(genotype)
+        if self.record_cost and trial is not None:
+            for key, value in self.cost(network, size).items():
+                trial.set_user_attr(key, value)
         values = []
         for name in self.objectives:
             if name == "params":
                 values.append(sum(p.numel() for p in network.parameters()) / 1e6)
             elif name == "latency_ms":
-                values.append(self._latency(network))
+                values.append(self._latency(network, size))
             else:
                 value = trainer.callback_metrics.get(name)
                 if value is None:
@@ -207,9 +216,30 @@ class LightningEvaluator(Evaluator):
                 values.append(float(value))
         return [v if math.isfinite(v) else float("nan") for v in values]
 
-    def _latency(self, network: torch.nn.Module) -> float:
+    def input_size(self, genotype: Genotype) -> tuple[int, int]:
+        """Where latency and cost are measured (see ``latency_input_size``)."""
+        if self.latency_input_size is not None:
+            return self.latency_input_size  # type: ignore[return-value]
+        size = getattr(genotype, "input_size", None)
+        return tuple(size) if size is not None else (512, 1024)  # type: ignore[return-value]
+
+    def _input(self, size: tuple[int, int]) -> torch.Tensor:
+        channels = int(getattr(self.data, "in_channels", 3))
+        return torch.randn(1, channels, *size)
+
+    def cost(self, network: torch.nn.Module, size: tuple[int, int]) -> dict[str, float]:
+        """``params`` (millions) and ``flops`` (G multiply-adds, batch 1 at ``size``)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        was_training = network.training
+        network.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            network(self._input(size))
+        network.train(was_training)
+        params = sum(p.numel() for p in network.parameters()) / 1e6
+        return {"params": round(params, 6), "flops": round(counter.get_total_flops() / 2e9, 6)}
+
+    def _latency(self, network: torch.nn.Module, size: tuple[int, int]) -> float:
         from lightning_nas.latency import measure_module
 
-        channels = int(getattr(self.data, "in_channels", 3))
-        x = torch.randn(1, channels, *self.latency_input_size)
-        return measure_module(network.eval(), [x], warmup=2, repeats=5)
+        return measure_module(network.eval(), [self._input(size)], warmup=2, repeats=5)

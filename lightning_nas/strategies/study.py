@@ -41,7 +41,7 @@ from lightning_nas.genotypes import Genotype
 from lightning_nas.strategies.protocols import DiscreteSpace, Evaluator
 from lightning_nas.strategies.strategies import RandomSearch, Strategy, feasible
 
-__all__ = ["ConstrainedSpace", "DiscreteSearch", "finished_trials"]
+__all__ = ["ConstrainedSpace", "DiscreteSearch", "SeedableSpace", "finished_trials"]
 
 log = logging.getLogger("lightning_nas.study")
 
@@ -53,7 +53,20 @@ class ConstrainedSpace(Protocol):
     """A space some of whose genotypes are invalid (a constraint value > 0 means violated)."""
 
     def constraints(self, genotype: Genotype) -> Mapping[str, float]:
-        """Constraint values by name; the candidate is feasible when all are ≤ 0."""
+        """Constraint values by name (the same names for every genotype); feasible: all ≤ 0."""
+        ...
+
+    def constraint_reason(self, genotype: Genotype) -> str | None:
+        """Why ``genotype`` is infeasible (one line, stored on the trial), or ``None``."""
+        ...
+
+
+@runtime_checkable
+class SeedableSpace(Protocol):
+    """A later stage's space that starts from an earlier stage's genotypes."""
+
+    def seed_from(self, genotype: Genotype) -> Genotype:
+        """This space's starting point for the earlier stage's ``genotype``."""
         ...
 
 
@@ -81,6 +94,11 @@ class DiscreteSearch:
             (default: ``2 · heartbeat_interval``).
         max_retry: Retries of a stale trial.
         progress: Show a progress bar over trials.
+        next_stage: A search run after this one (a later, finer stage: SM-NAS's modular
+            search after its structural one), seeded with ``seeds`` of this stage's best
+            genotypes (the knee points of a multi-objective front, else the top ones), mapped
+            by its space's ``seed_from``.
+        seeds: How many genotypes seed ``next_stage``.
 
     """
 
@@ -98,6 +116,8 @@ class DiscreteSearch:
         grace_period: int | None = None,
         max_retry: int = 3,
         progress: bool = True,
+        next_stage: DiscreteSearch | None = None,
+        seeds: int = 3,
     ) -> None:
         if not isinstance(space, DiscreteSpace):
             raise ConfigError(
@@ -125,6 +145,13 @@ class DiscreteSearch:
         self.grace_period = grace_period or 2 * heartbeat_interval
         self.max_retry = max_retry
         self.progress = progress
+        self.next_stage = next_stage
+        self.seeds = seeds
+        if next_stage is not None and not isinstance(next_stage.space, SeedableSpace):
+            raise ConfigError(
+                f"next_stage.space: {type(next_stage.space).__name__} has no "
+                "seed_from(genotype); a later stage must start from this stage's results"
+            )
         for path in self.enqueue:
             genotypes.load(path)  # fail now on a bad file, naming it
 
@@ -213,6 +240,9 @@ class DiscreteSearch:
             violated = sorted(k for k, v in constraints.items() if v > 0)
             if violated:
                 trial.set_user_attr("infeasible", violated)
+                reason = self.space.constraint_reason(genotype)
+                if reason:
+                    trial.set_user_attr("infeasible_reason", reason)
                 return worst[0] if len(worst) == 1 else worst
         start = time.perf_counter()
         values = list(self.evaluator(genotype, run_dir, trial))
@@ -239,7 +269,78 @@ class DiscreteSearch:
             self._advance = advance
             while len(finished_trials(study)) < self.n_trials:
                 study.optimize(self.objective, n_trials=1, callbacks=callbacks)
+        if self.next_stage is not None:
+            self.seed_next_stage(study)
+            self.next_stage.run()
+        if len(self.directions) > 1:
+            self.front_report(print_table=True)
         return study
+
+    def seed_trials(self, study: optuna.Study) -> list[FrozenTrial]:
+        """The trials that seed the next stage: front knee points, or the top ones."""
+        from lightning_nas.strategies.pareto import knee_points
+
+        best = self.best_trials(study, top_k=None)
+        if len(self.directions) == 1:
+            return best[: self.seeds]
+        knees = knee_points([t.values for t in best], self.directions, k=self.seeds)
+        return [best[i] for i in knees]
+
+    def seed_next_stage(self, study: optuna.Study) -> None:
+        """Enqueue this stage's seeds into the next stage's study (once)."""
+        assert self.next_stage is not None
+        nxt = self.next_stage.create()
+        if any("seeded_from" in t.user_attrs for t in nxt.trials):
+            return  # seeded by an earlier run
+        seen = set()
+        for trial in self.seed_trials(study):
+            genotype = genotypes.from_dict(trial.user_attrs["genotype"], f"trial {trial.number}")
+            child = self.next_stage.space.seed_from(genotype)  # type: ignore[attr-defined]
+            params = self.next_stage.space.params(child)
+            key = tuple(sorted(params.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            origin = f"{self.study_name}:{trial.number}"
+            nxt.enqueue_trial(params, user_attrs={"seeded_from": origin})
+        print(f"seeded {len(seen)} trials of {self.next_stage.study_name}", file=sys.stderr)
+
+    def stages(self) -> list[DiscreteSearch]:
+        """This search and its later stages, in order."""
+        return [self] + (self.next_stage.stages() if self.next_stage else [])
+
+    def front_report(self, out: str | Path | None = None, print_table: bool = False) -> dict:
+        """Write the Pareto front over every stage; print it as a table on request.
+
+        Files (in ``out``, default ``<root_dir>/front``): ``front.csv``, ``front.png``,
+        ``hypervolume.csv``, ``hypervolume.png``.
+        """
+        from lightning_nas.strategies.pareto import front_report
+
+        groups = []
+        for k, stage in enumerate(self.stages(), start=1):
+            study = stage.load()
+            points = []
+            for t in stage.best_trials(study, top_k=None, front_only=False):
+                genotype = genotypes.from_dict(t.user_attrs["genotype"], f"trial {t.number}")
+                label = getattr(genotype, "label", f"trial {t.number}")
+                extra = {k2: v for k2, v in t.user_attrs.items() if k2 in ("params", "flops")}
+                points.append(
+                    {"values": list(t.values), "label": label, "stage": k,
+                     "trial": f"{stage.study_name}:{t.number}", **extra}
+                )  # fmt: skip
+            groups.append((f"stage {k} ({stage.study_name})", points))
+        folder = Path(out) if out is not None else self.root_dir / "front"
+        generation = getattr(self.strategy, "population_size", 10)
+        report = front_report(groups, self._names(), self.directions, folder, generation)
+        if print_table:
+            names = self._names()
+            print(f"Pareto front ({len(report['front'])} of "
+                  f"{sum(len(p) for _, p in groups)} candidates), {folder}:")  # fmt: skip
+            print("  " + "  ".join(f"{n:>12}" for n in names) + "  candidate")
+            for p in report["front"]:
+                print("  " + "  ".join(f"{v:12.4g}" for v in p["values"]) + f"  {p['label']}")
+        return report
 
     def _report(self, study: optuna.Study, trial: FrozenTrial) -> None:
         done = len(finished_trials(study))
@@ -284,8 +385,13 @@ class DiscreteSearch:
         return bar()
 
     # ----------------------------------------------------------------- results
-    def best_trials(self, study: optuna.Study, top_k: int | None = None) -> list[FrozenTrial]:
-        """The top ``top_k`` feasible trials (single objective), or the Pareto front."""
+    def best_trials(
+        self, study: optuna.Study, top_k: int | None = None, front_only: bool = True
+    ) -> list[FrozenTrial]:
+        """The top ``top_k`` feasible trials (single objective), or the Pareto front.
+
+        ``front_only: false`` gives every feasible trial (multi-objective).
+        """
         done = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -295,21 +401,38 @@ class DiscreteSearch:
             sign = -1.0 if self.directions[0] == "maximize" else 1.0
             ranked = sorted(done, key=lambda t: (sign * t.values[0], t.number))
             return ranked if top_k is None else ranked[:top_k]
-        front = [t for t in study.best_trials if t in done or t.number in {d.number for d in done}]
+        if not front_only:
+            return done
+        from lightning_nas.strategies.pareto import pareto_front
+
+        front = [done[i] for i in pareto_front([t.values for t in done], self.directions)]
         return sorted(front, key=lambda t: t.values[0])
 
     def export(self, out: str | Path, top_k: int | None = 5) -> list[Path]:
-        """Write the best genotypes (top-k, or the Pareto front) as YAML, with a leaderboard.
+        """Write the best genotypes as YAML, with a leaderboard.
+
+        Single objective: the top ``top_k``. Several: the Pareto front over every stage (the
+        front report is written beside them).
 
         Returns:
             The written genotype files, best first.
         """
-        study = self.load()
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         rows = ["rank,trial," + ",".join(self._names()) + ",file"]
         written = []
-        for rank, trial in enumerate(self.best_trials(study, top_k), start=1):
+        if len(self.directions) > 1:
+            chosen = []
+            for stage in self.stages():
+                chosen += stage.best_trials(stage.load(), top_k=None, front_only=False)
+            from lightning_nas.strategies.pareto import pareto_front
+
+            front = pareto_front([t.values for t in chosen], self.directions)
+            ranked = sorted((chosen[i] for i in front), key=lambda t: t.values[0], reverse=True)
+            self.front_report(out / "front")
+        else:
+            ranked = self.best_trials(self.load(), top_k)
+        for rank, trial in enumerate(ranked, start=1):
             genotype = genotypes.from_dict(trial.user_attrs["genotype"], f"trial {trial.number}")
             path = out / f"rank{rank:02d}_trial{trial.number:05d}.yaml"
             genotypes.save(genotype, path)

@@ -127,6 +127,7 @@ def test_infeasible_candidates_are_constrained_not_trained(tmp_path):
     infeasible = [t for t in study.trials if t.user_attrs.get("infeasible")]
     assert infeasible and all(t.params["op0"] == "a" for t in infeasible)
     assert all(t.constraints == {"forbidden_first_op": 1.0} for t in infeasible)
+    assert all(t.user_attrs["infeasible_reason"] == "op 'a' may not come first" for t in infeasible)
     assert all(g.ops[0] != "a" for g in calls) and len(calls) == 10 - len(infeasible)
     # exported genotypes are feasible only
     written = search.export(tmp_path / "top", top_k=None)

@@ -70,6 +70,10 @@ class ToySpace(MutableSpace):
     def constraints(self, genotype: ToyGenotype) -> dict[str, float]:
         return {"forbidden_first_op": 1.0 if genotype.ops[0] == self.forbid else 0.0}
 
+    def constraint_reason(self, genotype: ToyGenotype) -> str | None:
+        bad = genotype.ops[0] == self.forbid
+        return f"op {self.forbid!r} may not come first" if bad else None
+
 
 def score(genotype: ToyGenotype) -> int:
     """Positions matching the target chain."""
