@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "autodeeplab": "lightning_nas.methods.autodeeplab",
     "fasterseg": "lightning_nas.methods.fasterseg",
     "dpc": "lightning_nas.methods.dpc",
+    "smnas": "lightning_nas.methods.smnas",
 }
 """The built-in methods: name → package (one index line per method)."""
 

@@ -90,7 +90,7 @@ def _run(command: str, argv: Sequence[str]) -> int:
     if command == "run":
         study = search.run()
         best = search.best_trials(study, top_k=1)
-        if best:
+        if best and len(search.directions) == 1:
             print(f"best: trial {best[0].number} {best[0].values} ({best[0].params})")
         return 0
     if command == "export":

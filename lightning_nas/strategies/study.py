@@ -70,6 +70,36 @@ class SeedableSpace(Protocol):
         ...
 
 
+def _cost_discordance(
+    groups: Sequence[tuple[str, Sequence[dict]]], names: Sequence[str]
+) -> str | None:
+    """How often FLOPs and a measured latency objective order two candidates differently."""
+    if "latency_ms" not in names:
+        return None
+    k = list(names).index("latency_ms")
+    points = [p for _, ps in groups for p in ps if "flops" in p]
+    pairs = discordant = 0
+    example = None
+    for i, a in enumerate(points):
+        for b in points[i + 1 :]:
+            if a["flops"] == b["flops"] or a["values"][k] == b["values"][k]:
+                continue
+            pairs += 1
+            if (a["flops"] < b["flops"]) != (a["values"][k] < b["values"][k]):
+                discordant += 1
+                if example is None:
+                    lo, hi = (a, b) if a["flops"] < b["flops"] else (b, a)
+                    example = (
+                        f"e.g. {lo['label']} has fewer FLOPs ({lo['flops']:.3g} G) than "
+                        f"{hi['label']} ({hi['flops']:.3g} G) but more latency "
+                        f"({lo['values'][k]:.3g} vs {hi['values'][k]:.3g} ms)"
+                    )
+    if not pairs:
+        return None
+    line = f"latency and FLOPs order {discordant} of {pairs} candidate pairs differently"
+    return line + (f"; {example}" if example else "")
+
+
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The study's complete and pruned trials."""
     return study.get_trials(deepcopy=False, states=FINISHED)
@@ -340,6 +370,9 @@ class DiscreteSearch:
             print("  " + "  ".join(f"{n:>12}" for n in names) + "  candidate")
             for p in report["front"]:
                 print("  " + "  ".join(f"{v:12.4g}" for v in p["values"]) + f"  {p['label']}")
+            discordant = _cost_discordance(groups, names)
+            if discordant is not None:
+                print(discordant)
         return report
 
     def _report(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -419,25 +452,29 @@ class DiscreteSearch:
         """
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        rows = ["rank,trial," + ",".join(self._names()) + ",file"]
+        rows = ["rank,study,trial," + ",".join(self._names()) + ",file"]
         written = []
+        stages = self.stages()
         if len(self.directions) > 1:
-            chosen = []
-            for stage in self.stages():
-                chosen += stage.best_trials(stage.load(), top_k=None, front_only=False)
+            chosen = [
+                (stage.study_name, t)
+                for stage in stages
+                for t in stage.best_trials(stage.load(), top_k=None, front_only=False)
+            ]
             from lightning_nas.strategies.pareto import pareto_front
 
-            front = pareto_front([t.values for t in chosen], self.directions)
-            ranked = sorted((chosen[i] for i in front), key=lambda t: t.values[0], reverse=True)
+            front = pareto_front([t.values for _, t in chosen], self.directions)
+            ranked = sorted((chosen[i] for i in front), key=lambda st: -st[1].values[0])
             self.front_report(out / "front")
         else:
-            ranked = self.best_trials(self.load(), top_k)
-        for rank, trial in enumerate(ranked, start=1):
+            ranked = [(self.study_name, t) for t in self.best_trials(self.load(), top_k)]
+        for rank, (name, trial) in enumerate(ranked, start=1):
             genotype = genotypes.from_dict(trial.user_attrs["genotype"], f"trial {trial.number}")
-            path = out / f"rank{rank:02d}_trial{trial.number:05d}.yaml"
+            prefix = f"{name}_" if len(stages) > 1 else ""
+            path = out / f"rank{rank:02d}_{prefix}trial{trial.number:05d}.yaml"
             genotypes.save(genotype, path)
             written.append(path)
             values = ",".join(f"{v:.6g}" for v in trial.values)
-            rows.append(f"{rank},{trial.number},{values},{path.name}")
+            rows.append(f"{rank},{name},{trial.number},{values},{path.name}")
         (out / "leaderboard.csv").write_text("\n".join(rows) + "\n")
         return written

@@ -142,7 +142,7 @@ def test_export_writes_the_top_k_with_a_leaderboard(tmp_path):
     values = sorted((t.values[0] for t in study.trials), reverse=True)
     assert [score(genotypes.load(p)) for p in written] == values[:3]
     board = (tmp_path / "top" / "leaderboard.csv").read_text().splitlines()
-    assert board[0] == "rank,trial,matches,file" and len(board) == 4
+    assert board[0] == "rank,study,trial,matches,file" and len(board) == 4
 
 
 def test_multi_objective_with_nsga2_exports_the_pareto_front(tmp_path):

@@ -35,7 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["DILATING", "ModularSpace", "StructuralSpace"]
 
 DILATING = ("DeepLabV3", "DeepLabV3Plus", "PAN")
-"""Decoders that dilate the encoder to an output stride of 16 or 8."""
+"""Decoders that dilate the encoder (``structural.OUTPUT_STRIDES`` gives each one's strides)."""
+_ALLOWED_STRIDES = {"DeepLabV3": (8, 16), "DeepLabV3Plus": (8, 16), "PAN": (16, 32)}
+_DEFAULT_STRIDE = {"DeepLabV3": 8, "DeepLabV3Plus": 16, "PAN": 16}
+_DEPTH = {"PSPNet": 3}  # smp's PSPNet gives logits of the input size only at depth 3
 
 
 def _size_key(size: Sequence[int]) -> str:
@@ -108,12 +111,17 @@ class StructuralSpace(_Feasibility, MutableSpace):
     def sample(self, trial: optuna.Trial) -> SMNASGenotype:
         """One categorical per decision (the output stride applies to dilating decoders only)."""
         p = {k: trial.suggest_categorical(k, v) for k, v in self._choices().items()}
+        decoder = p["decoder"]
+        stride = None
+        if decoder in DILATING:  # a stride the decoder does not take: its default
+            ok = _ALLOWED_STRIDES[decoder]
+            stride = p["output_stride"] if p["output_stride"] in ok else _DEFAULT_STRIDE[decoder]
         return SMNASGenotype(
             encoder=p["encoder"],
-            decoder=p["decoder"],
+            decoder=decoder,
             input_size=_size(p["input_size"]),
-            encoder_depth=self.encoder_depth,
-            output_stride=p["output_stride"] if p["decoder"] in DILATING else None,
+            encoder_depth=_DEPTH.get(decoder, self.encoder_depth),
+            output_stride=stride,
         )
 
     def params(self, genotype: SMNASGenotype) -> dict[str, object]:
@@ -122,7 +130,11 @@ class StructuralSpace(_Feasibility, MutableSpace):
             "encoder": genotype.encoder,
             "decoder": genotype.decoder,
             "input_size": _size_key(genotype.input_size),
-            "output_stride": genotype.output_stride or self.output_strides[0],
+            "output_stride": (
+                genotype.output_stride
+                if genotype.output_stride in self.output_strides
+                else self.output_strides[0]
+            ),
         }
 
     def mutate(self, genotype: SMNASGenotype, rng: Any) -> SMNASGenotype:
@@ -192,7 +204,16 @@ class ModularSpace(_Feasibility, MutableSpace):
             encoder=CODED,
             decoder=decoder,
             input_size=_size(size),
-            output_stride=self.output_stride if decoder in DILATING else None,
+            encoder_depth=_DEPTH.get(decoder, 5),
+            output_stride=(
+                (
+                    self.output_stride
+                    if self.output_stride in _ALLOWED_STRIDES[decoder]
+                    else _DEFAULT_STRIDE[decoder]
+                )
+                if decoder in DILATING
+                else None
+            ),
             base_width=base,
             code="-".join(stages),
             decoder_channels=channels,

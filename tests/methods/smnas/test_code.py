@@ -113,7 +113,6 @@ def test_stem_width_not_divisible_by_gn_groups() -> None:
         validate_code("21-21-21-21", 12, groups=GN_GROUPS)
 
 
-
 def test_width_over_the_maximum_names_the_stage() -> None:
     """Base 72 with six doublings: 144 | 288, 576 | 1152, 2304 | 4608 > 4096 in stage 4."""
     with pytest.raises(ValueError) as info:
