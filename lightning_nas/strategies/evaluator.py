@@ -97,7 +97,8 @@ class LightningEvaluator(Evaluator):
             cost; ``None``: the genotype's own ``input_size`` when it has one, else 512×1024.
         seed: ``seed_everything`` value of each candidate's fit (same data order for all).
         record_cost: Store the network's ``params`` (millions) and ``flops`` (G multiply-adds
-            at the latency input size, batch 1) as the trial's user attributes.
+            at the latency input size, batch 1) as the trial's user attributes (networks on
+            images only: not for heads on cached features).
     """
 
     def __init__(
@@ -197,7 +198,8 @@ class LightningEvaluator(Evaluator):
                 for callback in callbacks:
                     callback.check_pruned()  # type: ignore[attr-defined]
         size = self.input_size(genotype)
-        if self.record_cost and trial is not None:
+        on_images = getattr(self.data, "feature_channels", None) is None
+        if self.record_cost and trial is not None and on_images:
             for key, value in self.cost(network, size).items():
                 trial.set_user_attr(key, value)
         values = []

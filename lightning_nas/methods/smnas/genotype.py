@@ -90,9 +90,10 @@ class SMNASGenotype(Genotype):
 
     @property
     def label(self) -> str:
-        """A short name for plots and tables, e.g. ``resnet18+FPN@64x64``."""
+        """A short name for plots and tables, e.g. ``resnet18+FPN@64x64``, ``…+PAN/os16@…``."""
         enc = f"{self.base_width}:{self.code}" if self.stage == 2 else self.encoder
-        return f"{enc}+{self.decoder}@{self.input_size[0]}x{self.input_size[1]}"
+        dec = self.decoder + (f"/os{self.output_stride}" if self.output_stride else "")
+        return f"{enc}+{dec}@{self.input_size[0]}x{self.input_size[1]}"
 
     @classmethod
     def _convert(cls, fields: dict[str, Any], source: str) -> dict[str, Any]:
