@@ -229,7 +229,14 @@ class DiscreteSearch:
         study.set_user_attr("n_trials", self.n_trials)
         for path in self.enqueue:
             genotype = genotypes.load(path)
-            study.enqueue_trial(self.space.params(genotype), user_attrs={"enqueued_from": path})
+            try:
+                params = self.space.params(genotype)
+            except ConfigError:
+                if not isinstance(self.space, SeedableSpace):
+                    raise
+                # an earlier stage's genotype: this stage's starting point for it
+                params = self.space.params(self.space.seed_from(genotype))
+            study.enqueue_trial(params, user_attrs={"enqueued_from": path})
         return study
 
     def load(self, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
@@ -283,8 +290,11 @@ class DiscreteSearch:
             )
         return values[0] if len(values) == 1 else values
 
-    def run(self) -> optuna.Study:
+    def run(self, report: bool = True) -> optuna.Study:
         """One worker: run trials until the study holds ``n_trials`` finished ones.
+
+        Then the next stage, if any; a multi-objective search then writes and prints its front
+        over every stage (``report``; a later stage leaves that to the first).
 
         Returns:
             The study.
@@ -301,8 +311,8 @@ class DiscreteSearch:
                 study.optimize(self.objective, n_trials=1, callbacks=callbacks)
         if self.next_stage is not None:
             self.seed_next_stage(study)
-            self.next_stage.run()
-        if len(self.directions) > 1:
+            self.next_stage.run(report=False)
+        if report and len(self.directions) > 1:
             self.front_report(print_table=True)
         return study
 
