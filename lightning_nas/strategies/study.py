@@ -309,12 +309,38 @@ class DiscreteSearch:
             self._advance = advance
             while len(finished_trials(study)) < self.n_trials:
                 study.optimize(self.objective, n_trials=1, callbacks=callbacks)
+            self._retry_dead_trials(study, callbacks)
         if self.next_stage is not None:
             self.seed_next_stage(study)
             self.next_stage.run(report=False)
         if report and len(self.directions) > 1:
             self.front_report(print_table=True)
         return study
+
+    def _retry_dead_trials(self, study: optuna.Study, callbacks: list) -> None:
+        """After the count: run the retries of trials whose worker died.
+
+        A trial of a killed worker stays RUNNING until its heartbeat is ``grace_period`` old;
+        whoever ends the study must not leave it unevaluated. So wait up to ``grace_period +
+        heartbeat_interval`` seconds while other trials run: the dead ones become stale and
+        their retries (WAITING, ``failed_trial`` set) are run here; live ones keep beating and
+        are left to their workers.
+        """
+        deadline = time.monotonic() + self.grace_period + self.heartbeat_interval
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if any(t.state == TrialState.WAITING and "failed_trial" in t.system_attrs
+                   for t in trials):  # fmt: skip
+                study.optimize(self.objective, n_trials=1, callbacks=callbacks)
+                continue
+            if time.monotonic() > deadline or not any(
+                t.state == TrialState.RUNNING for t in trials
+            ):
+                return
+            time.sleep(min(1.0, self.heartbeat_interval))
 
     def seed_trials(self, study: optuna.Study) -> list[FrozenTrial]:
         """The trials that seed the next stage: front knee points, or the top ones."""
