@@ -100,6 +100,13 @@ def _cost_discordance(
     return line + (f"; {example}" if example else "")
 
 
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Mark trials whose heartbeat is ``grace_period`` old as failed (their retries follow)."""
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The study's complete and pruned trials."""
     return study.get_trials(deepcopy=False, states=FINISHED)
@@ -301,9 +308,7 @@ class DiscreteSearch:
         """
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial: ours
         study = self.create()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a previous run's dead trials, if stale
+        _fail_stale_trials(study)  # a previous run's dead trials, if stale now
         callbacks = [*self.strategy.callbacks(self.space), self._report]
         with self._progress(study) as advance:
             self._advance = advance
@@ -328,9 +333,7 @@ class DiscreteSearch:
         """
         deadline = time.monotonic() + self.grace_period + self.heartbeat_interval
         while True:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+            _fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             if any(t.state == TrialState.WAITING and "failed_trial" in t.system_attrs
                    for t in trials):  # fmt: skip

@@ -25,7 +25,16 @@ from typing import Any, ClassVar
 from lightning_nas.genotypes import Genotype, field_error, type_name
 from lightning_nas.methods.smnas.code import validate_code
 
-__all__ = ["CODED", "DECODERS", "GN_GROUPS", "NORMS", "SMNASGenotype"]
+__all__ = [
+    "CODED",
+    "DECODERS",
+    "DEFAULT_OUTPUT_STRIDE",
+    "GN_GROUPS",
+    "NORMS",
+    "OUTPUT_STRIDES",
+    "SMNASGenotype",
+    "dilated_stride",
+]
 
 DECODERS: tuple[str, ...] = (
     "Unet",
@@ -41,6 +50,32 @@ DECODERS: tuple[str, ...] = (
     "Segformer",
 )
 """The smp architectures (class names of ``segmentation_models_pytorch``)."""
+OUTPUT_STRIDES: dict[str, tuple[int, ...]] = {
+    "DeepLabV3": (8, 16),
+    "DeepLabV3Plus": (8, 16),
+    "PAN": (16, 32),
+}
+"""The decoders that dilate their encoder, and the output strides smp 0.6 accepts for each."""
+
+DEFAULT_OUTPUT_STRIDE: dict[str, int] = {"DeepLabV3": 8, "DeepLabV3Plus": 16, "PAN": 16}
+"""smp 0.6's ``encoder_output_stride`` default of each dilating decoder."""
+
+
+def dilated_stride(decoder: str, requested: int | None) -> int | None:
+    """The output stride a candidate of ``decoder`` gets.
+
+    ``None`` for a decoder that does not dilate, ``requested`` when the decoder takes it, else
+    the decoder's default.
+
+    Example:
+        >>> dilated_stride("PAN", 8), dilated_stride("DeepLabV3Plus", 8), dilated_stride("FPN", 8)
+        (16, 8, None)
+    """
+    if decoder not in OUTPUT_STRIDES:
+        return None
+    return requested if requested in OUTPUT_STRIDES[decoder] else DEFAULT_OUTPUT_STRIDE[decoder]
+
+
 CODED = "coded"
 """``encoder`` of a stage-2 genotype: the coded ResNet-style encoder."""
 NORMS: tuple[str, ...] = ("bn", "gn_ws")

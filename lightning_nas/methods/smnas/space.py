@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.methods.smnas.code import BASE_CODES, BASE_WIDTHS, mutate_code, parse_code
-from lightning_nas.methods.smnas.genotype import CODED, DECODERS, SMNASGenotype
+from lightning_nas.methods.smnas.genotype import (
+    CODED,
+    DECODERS,
+    OUTPUT_STRIDES,
+    SMNASGenotype,
+    dilated_stride,
+)
 from lightning_nas.strategies.protocols import MutableSpace
 
 if TYPE_CHECKING:
@@ -34,10 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DILATING", "ModularSpace", "StructuralSpace"]
 
-DILATING = ("DeepLabV3", "DeepLabV3Plus", "PAN")
-"""Decoders that dilate the encoder (``structural.OUTPUT_STRIDES`` gives each one's strides)."""
-_ALLOWED_STRIDES = {"DeepLabV3": (8, 16), "DeepLabV3Plus": (8, 16), "PAN": (16, 32)}
-_DEFAULT_STRIDE = {"DeepLabV3": 8, "DeepLabV3Plus": 16, "PAN": 16}
+DILATING = tuple(OUTPUT_STRIDES)
+"""Decoders that dilate the encoder (``genotype.OUTPUT_STRIDES`` gives each one's strides)."""
 _DEPTH = {"PSPNet": 3}  # smp's PSPNet gives logits of the input size only at depth 3
 
 
@@ -112,16 +116,12 @@ class StructuralSpace(_Feasibility, MutableSpace):
         """One categorical per decision (the output stride applies to dilating decoders only)."""
         p = {k: trial.suggest_categorical(k, v) for k, v in self._choices().items()}
         decoder = p["decoder"]
-        stride = None
-        if decoder in DILATING:  # a stride the decoder does not take: its default
-            ok = _ALLOWED_STRIDES[decoder]
-            stride = p["output_stride"] if p["output_stride"] in ok else _DEFAULT_STRIDE[decoder]
         return SMNASGenotype(
             encoder=p["encoder"],
             decoder=decoder,
             input_size=_size(p["input_size"]),
             encoder_depth=_DEPTH.get(decoder, self.encoder_depth),
-            output_stride=stride,
+            output_stride=dilated_stride(decoder, p["output_stride"]),
         )
 
     def params(self, genotype: SMNASGenotype) -> dict[str, object]:
@@ -205,15 +205,7 @@ class ModularSpace(_Feasibility, MutableSpace):
             decoder=decoder,
             input_size=_size(size),
             encoder_depth=_DEPTH.get(decoder, 5),
-            output_stride=(
-                (
-                    self.output_stride
-                    if self.output_stride in _ALLOWED_STRIDES[decoder]
-                    else _DEFAULT_STRIDE[decoder]
-                )
-                if decoder in DILATING
-                else None
-            ),
+            output_stride=dilated_stride(decoder, self.output_stride),
             base_width=base,
             code="-".join(stages),
             decoder_channels=channels,

@@ -55,7 +55,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_nas.errors import ConfigError
-from lightning_nas.methods.smnas.genotype import CODED, DECODERS, SMNASGenotype
+from lightning_nas.methods.smnas.genotype import (
+    CODED,
+    DECODERS,
+    DEFAULT_OUTPUT_STRIDE,
+    OUTPUT_STRIDES,
+    SMNASGenotype,
+)
 
 __all__ = [
     "DECODERS",
@@ -120,16 +126,6 @@ INPUT_SIZES: tuple[tuple[int, int], ...] = (
 Every side is a multiple of 32 (any output stride); PAN needs ≥ 128 px (≥ 256 at output stride
 32), ``mit_b*`` ≥ 32 px.
 """
-
-OUTPUT_STRIDES: dict[str, tuple[int, ...]] = {
-    "DeepLabV3": (8, 16),
-    "DeepLabV3Plus": (8, 16),
-    "PAN": (16, 32),
-}
-"""The decoders that dilate their encoder, and the output strides smp 0.6 accepts for each."""
-
-DEFAULT_OUTPUT_STRIDE: dict[str, int] = {"DeepLabV3": 8, "DeepLabV3Plus": 16, "PAN": 16}
-"""smp 0.6's ``encoder_output_stride`` default of each dilating decoder."""
 
 NON_DILATABLE: tuple[str, ...] = ("vgg", "densenet", "xception", "inceptionv4", "inceptionresnetv2")
 """Name prefixes of the smp encoders whose ``make_dilated`` raises (pooling downsampling)."""
