@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -10,10 +11,33 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from callbacks.genotype_writer import genotype_dir
 from lightning_nas.spaces.base import SearchSpace
+
+log = logging.getLogger(__name__)
+
+UNIFORM_ENTROPY_RATIO = 0.99
+"""At the end of fit, every architecture parameter at or above this entropy ratio (1 = uniform)
+means the derived architecture is a random draw: :class:`ArchitectureLogger` warns."""
+
+
+def entropy_ratios(dists: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Mean entropy / log(#choices) of each distribution with more than one choice.
+
+    Example:
+        >>> entropy_ratios({"a": torch.full((2, 4), 0.25), "b": torch.tensor([[1.0, 0.0]])})
+        {'a': 1.0, 'b': 0.0}
+    """
+    out = {}
+    for name, probs in dists.items():
+        probs = probs.detach().float().cpu()
+        k = probs.shape[-1]
+        if k > 1:
+            out[name] = round(mean_entropy(probs) / math.log(k), 6)
+    return out
 
 
 def mean_entropy(probs: torch.Tensor) -> float:
@@ -65,18 +89,26 @@ class ArchitectureLogger(Callback):
     * ``arch/<stat>`` — the space's ``derived_statistics()``, e.g. the number of skip
       connections in the derived cells (the classic DARTS collapse signal).
 
-    With ``plot: true`` a heatmap per parameter (and each figure of the space's
-    ``arch_figures()``) is written to ``<checkpoint dir>/arch/`` and sent to
-    WandbLogger (``log_image``) or TensorBoard (``add_figure``) when present.
+    With ``plot: true`` a heatmap per parameter, each figure of the space's ``arch_figures()``
+    and the drawing of the currently derived genotype (``genotype_epoch=NNN.png``, see
+    :mod:`lightning_nas.draw`; skipped for a kind without a drawing) are written to
+    ``<checkpoint dir>/arch/`` and sent to WandbLogger (``log_image``) or TensorBoard
+    (``add_figure``) when present. Only global rank zero draws; a drawing that fails warns once
+    and never stops the search.
+
+    At the end of fit, if every architecture parameter's entropy ratio is still at least
+    :data:`UNIFORM_ENTROPY_RATIO` (0.99), the architecture weights never left uniform and the
+    derived genotype is no better than a random draw: a warning says so.
 
     Args:
         log_weights: log every weight as a scalar.
-        plot: draw heatmaps.
+        plot: draw heatmaps and the derived genotype.
     """
 
     def __init__(self, log_weights: bool = True, plot: bool = True) -> None:
         self.log_weights = log_weights
         self.plot = plot
+        self._drawing_warned = False
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -110,6 +142,41 @@ class ArchitectureLogger(Callback):
                 figures = space.arch_figures() if isinstance(space, ArchitectureFigures) else {}
                 for name, fig in figures.items():
                     self._save(trainer, out, name, fig)
+                self._draw_genotype(trainer, out, space)
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        space = getattr(pl_module, "space", None)
+        if not isinstance(space, SearchSpace) or not trainer.is_global_zero:
+            return
+        ratios = entropy_ratios(space.arch_distributions())
+        if not ratios or min(ratios.values()) < UNIFORM_ENTROPY_RATIO:
+            return
+        measured = ", ".join(f"{name} {ratio:.4f}" for name, ratio in ratios.items())
+        message = (
+            "ArchitectureLogger: every architecture parameter is still near uniform at the end "
+            f"of the search (entropy ratio >= {UNIFORM_ENTROPY_RATIO}: {measured}): the derived "
+            "architecture is a random draw: search longer or raise the architecture learning rate"
+        )
+        log.warning(message)
+        rank_zero_warn(message)
+
+    def _draw_genotype(self, trainer: pl.Trainer, out: Path, space: SearchSpace) -> None:
+        """Draw the derived genotype as ``genotype_epoch=NNN.png``; never raise."""
+        try:
+            genotype = space.derive()
+            if getattr(type(genotype), "drawing", None) is None:
+                return  # a kind without a drawing
+            from lightning_nas.draw import figure
+
+            self._save(trainer, out, "genotype", figure(genotype))
+        except Exception as err:  # noqa: BLE001 - a drawing never stops a search
+            if not self._drawing_warned:
+                self._drawing_warned = True
+                rank_zero_warn(
+                    f"ArchitectureLogger: could not draw the derived genotype "
+                    f"({type(err).__name__}: {err}); the search goes on without drawings"
+                )
 
     def _plot(
         self,

@@ -36,7 +36,9 @@ from lightning_nas.segmentation import SegmentationModule  # noqa: F401
 
 _DESCRIPTION = (
     "lightning_nas: NAS for semantic segmentation. "
-    "Also: `lightning-nas summary <genotype>`, `lightning-nas latency build|show`."
+    "Also: `lightning-nas summary <genotype>`, `lightning-nas latency build|show`, "
+    "`lightning-nas study`, `lightning-nas draw <genotype>`, `lightning-nas baseline`, "
+    "`lightning-nas report <run dir>`."
 )
 
 
@@ -125,6 +127,9 @@ _TOOLS: dict[str, tuple[str, str]] = {
     "latency": ("lightning_nas.latency.cli", "latency_main"),
     "export": ("lightning_nas.export", "export_main"),
     "study": ("lightning_nas.strategies.cli", "study_main"),
+    "draw": ("lightning_nas.draw", "draw_main"),
+    "baseline": ("lightning_nas.baseline.cli", "baseline_main"),
+    "report": ("lightning_nas.report", "report_main"),
 }
 _NOISE = (
     "Does not validate",

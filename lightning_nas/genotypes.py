@@ -84,11 +84,18 @@ class Genotype:
     ``network`` (import path of the network class :func:`build_network` builds, called as
     ``Network(genotype, num_classes=..., **kwargs)``), and override ``_convert`` / ``_validate``;
     defining one registers it. Fields hold tuples (not lists) so genotypes are hashable.
+
+    Optional class attributes (import paths, resolved on demand): ``drawing``, a function
+    ``draw(genotype) -> matplotlib.figure.Figure`` (``lightning-nas draw``), and
+    ``random_space``, a function ``random_space(genotype) -> DiscreteSpace`` giving the discrete
+    space of genotypes shaped like this one (random baselines, ``lightning-nas baseline``).
     """
 
     kind: ClassVar[str]
     version: ClassVar[int]
     network: ClassVar[str]
+    drawing: ClassVar[str | None] = None
+    random_space: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Register the subclass under its ``kind``."""
@@ -248,20 +255,21 @@ def from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Genotype:
 
 
 def save(genotype: Genotype, path: str | Path) -> None:
-    """Write ``genotype`` as readable YAML (parent folders are created).
+    """Write ``genotype`` as readable YAML (parent folders are created), atomically.
 
     Args:
         genotype: The genotype.
         path: Destination file.
     """
+    from lightning_nas.atomic import write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(genotype.to_dict(), sort_keys=False, default_flow_style=None)
     header = (
         f"# lightning_nas genotype (kind {genotype.kind}, schema version {genotype.version}).\n"
         "# Read with lightning_nas.genotypes.load; build with lightning_nas.build_network.\n"
     )
-    path.write_text(header + body)
+    write_text(path, header + body)
 
 
 def load(path: str | Path) -> Genotype:

@@ -144,6 +144,10 @@ SHARED = [
     "lightning_nas/bilevel.py",
     "lightning_nas/strategies",
     "lightning_nas/proxy",
+    "lightning_nas/baseline",
+    "lightning_nas/draw.py",
+    "lightning_nas/report.py",
+    "lightning_nas/atomic.py",
 ]
 METHOD_WORDS = ("darts", "autodeeplab", "fasterseg", "dpc", "smnas")
 
@@ -219,6 +223,7 @@ def test_genotypes_load_without_torch():
 FILES = ("genotype.py", "ops.py", "space.py", "network.py", "derive.py", "latency.py")
 FILES += ("release.py", "callbacks.py", "viterbi.py", "__init__.py")
 FILES += ("code.py", "encoder.py", "structural.py")  # SM-NAS: stage-2 codes, their encoder, stage 1
+FILES += ("draw.py", "sampling.py")  # its genotype's drawing and random space
 
 
 @pytest.mark.parametrize("method", METHOD_WORDS)
@@ -245,3 +250,10 @@ def test_method_package_layout(method):
     assert len(spaces) >= 1 and len(kinds) == 1  # SM-NAS: one space per stage
     network = importlib.import_module(kinds[0].network.rpartition(".")[0])
     assert getattr(network, kinds[0].network.rpartition(".")[2]).__name__ in package.EXPORTS
+    # every built-in kind can be drawn and has a random space (lightning-nas draw / baseline)
+    from lightning_nas._config import import_object
+
+    for attr in ("drawing", "random_space"):
+        path = getattr(kinds[0], attr)
+        assert path and path.startswith(BUILTIN[method] + "."), (method, attr)
+        assert callable(import_object(path))

@@ -9,7 +9,10 @@ A method's package holds what only it uses, from these files (each optional but 
 * ``derive.py`` — decoding architecture parameters into a genotype;
 * ``latency.py`` — its latency configurations and op builders (:mod:`lightning_nas.latency`);
 * ``release.py`` — importers of the published artefacts of its paper's release;
-* ``callbacks.py`` — callbacks only it uses.
+* ``callbacks.py`` — callbacks only it uses;
+* ``draw.py`` — ``draw(genotype) -> Figure`` (``lightning-nas draw``; the genotype's ``drawing``);
+* ``sampling.py`` — ``random_space(genotype) -> DiscreteSpace``, uniformly random genotypes of
+  its space (random baselines; the genotype's ``random_space``).
 
 Its ``__init__.py`` lists its public names in ``EXPORTS`` (name → submodule) and loads them
 lazily, so importing a method's genotype never imports torch. :data:`BUILTIN` is the index: one

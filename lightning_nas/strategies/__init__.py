@@ -7,6 +7,9 @@
 * :mod:`~lightning_nas.strategies.evaluator` — :class:`LightningEvaluator`: fit a candidate.
 * :mod:`~lightning_nas.strategies.study` — :class:`DiscreteSearch`: the study, its storage, the
   worker loop, export of the best genotypes.
+* :mod:`~lightning_nas.strategies.sampling` — :func:`random_space_of` a genotype,
+  :class:`ProductSpace`, :func:`sample_genotypes` (seeded, optionally latency-matched),
+  :func:`latency_function`: random baselines.
 * :mod:`~lightning_nas.strategies.fidelity` — proxy-vs-end-to-end rank agreement.
 * :mod:`~lightning_nas.strategies.cli` — ``lightning-nas study``.
 """
@@ -24,6 +27,10 @@ _EXPORTS = {
     "Strategy": "strategies",
     "TPESearch": "strategies",
     "TrialSeededRandomSampler": "strategies",
+    "ProductSpace": "sampling",
+    "latency_function": "sampling",
+    "random_space_of": "sampling",
+    "sample_genotypes": "sampling",
     "ConstrainedSpace": "study",
     "DiscreteSearch": "study",
 }

@@ -244,7 +244,17 @@ class DiscreteSearch:
                 # an earlier stage's genotype: this stage's starting point for it
                 params = self.space.params(self.space.seed_from(genotype))
             study.enqueue_trial(params, user_attrs={"enqueued_from": path})
+        for params, user_attrs in self.initial_trials():
+            study.enqueue_trial(params, user_attrs=user_attrs)
         return study
+
+    def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Trials (parameters, user attributes) enqueued after ``enqueue`` in a new study.
+
+        None here; subclasses with a fixed list of candidates (a baseline's retrain jobs)
+        override it.
+        """
+        return []
 
     def load(self, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
         """Load the existing study, checking its directions."""

@@ -52,7 +52,8 @@ def test_arch_weights_entropy_and_skip_count_logged_each_epoch(tmp_path, synthet
     genotype = module.derive()
     assert float(last["arch/skip_connections_normal"]) == genotype.num_skip_connections("normal")
     pngs = sorted(p.name for p in tmp_path.rglob("arch/*.png"))
-    assert pngs == [f"alphas_{c}_epoch={e:03d}.png" for c in ("normal", "reduce") for e in (0, 1)]
+    heatmaps = [f"alphas_{c}_epoch={e:03d}.png" for c in ("normal", "reduce") for e in (0, 1)]
+    assert pngs == heatmaps + [f"genotype_epoch={e:03d}.png" for e in (0, 1)]
 
 
 def test_wandb_logger_offline(tmp_path, synthetic_root, monkeypatch):

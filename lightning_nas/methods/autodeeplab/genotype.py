@@ -55,6 +55,8 @@ class AutoDeepLabGenotype(Genotype):
     kind: ClassVar[str] = "autodeeplab"
     version: ClassVar[int] = 1
     network: ClassVar[str] = "lightning_nas.methods.autodeeplab.network.AutoDeepLabNetwork"
+    drawing: ClassVar[str | None] = "lightning_nas.methods.autodeeplab.draw.draw"
+    random_space: ClassVar[str | None] = "lightning_nas.methods.autodeeplab.sampling.random_space"
 
     cell: tuple[tuple[str, int], ...]
     path: tuple[int, ...]

@@ -52,6 +52,8 @@ class DartsGenotype(Genotype):
     kind: ClassVar[str] = "darts"
     version: ClassVar[int] = 1
     network: ClassVar[str] = "lightning_nas.methods.darts.network.DartsNetwork"
+    drawing: ClassVar[str | None] = "lightning_nas.methods.darts.draw.draw"
+    random_space: ClassVar[str | None] = "lightning_nas.methods.darts.sampling.random_space"
 
     normal: tuple[tuple[str, int], ...]
     normal_concat: tuple[int, ...]

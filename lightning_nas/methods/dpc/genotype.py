@@ -79,6 +79,8 @@ class DPCGenotype(Genotype):
     kind: ClassVar[str] = "dpc"
     version: ClassVar[int] = 1
     network: ClassVar[str] = "lightning_nas.methods.dpc.network.DPCNetwork"
+    drawing: ClassVar[str | None] = "lightning_nas.methods.dpc.draw.draw"
+    random_space: ClassVar[str | None] = "lightning_nas.methods.dpc.sampling.random_space"
 
     branches: tuple[tuple[int, str, tuple[int, int]], ...]
 

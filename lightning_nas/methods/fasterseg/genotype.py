@@ -52,6 +52,8 @@ class FasterSegGenotype(Genotype):
     kind: ClassVar[str] = "fasterseg"
     version: ClassVar[int] = 1
     network: ClassVar[str] = "lightning_nas.methods.fasterseg.network.FasterSegNetwork"
+    drawing: ClassVar[str | None] = "lightning_nas.methods.fasterseg.draw.draw"
+    random_space: ClassVar[str | None] = "lightning_nas.methods.fasterseg.sampling.random_space"
 
     ops: tuple[tuple[str, ...], ...]
     paths: tuple[tuple[int, ...], ...]

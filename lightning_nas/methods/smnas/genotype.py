@@ -107,6 +107,8 @@ class SMNASGenotype(Genotype):
     kind: ClassVar[str] = "smnas"
     version: ClassVar[int] = 1
     network: ClassVar[str] = "lightning_nas.methods.smnas.network.SMNASNetwork"
+    drawing: ClassVar[str | None] = "lightning_nas.methods.smnas.draw.draw"
+    random_space: ClassVar[str | None] = "lightning_nas.methods.smnas.sampling.random_space"
 
     encoder: str
     decoder: str
