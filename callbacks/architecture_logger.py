@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from callbacks.genotype_writer import genotype_dir
+from lightning_nas.atomic import save_figure
 from lightning_nas.spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ class ArchitectureLogger(Callback):
     @staticmethod
     def _save(trainer: pl.Trainer, out: Path, name: str, fig: Any) -> None:
         path = Path(out) / f"{name}_epoch={trainer.current_epoch:03d}.png"
-        fig.savefig(path, dpi=80)
+        save_figure(fig, path, dpi=80)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key=f"arch/{name}", images=[str(path)])

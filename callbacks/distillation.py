@@ -220,7 +220,7 @@ class Distillation(LossTerm):
                 )
             extra = {} if self.teacher is None else {"network": self.teacher}
             self.teacher = SegmentationModule.load_from_checkpoint(
-                self.teacher_checkpoint, map_location="cpu", **extra
+                self.teacher_checkpoint, map_location="cpu", weights_only=True, **extra
             )
         elif self.teacher is not None and self.teacher_weights is not None:
             _load_weights(self.teacher, self.teacher_weights)

@@ -30,6 +30,7 @@ import lightning_nas.spaces  # noqa: F401
 from lightning_nas._config import import_object
 from lightning_nas.data import InvalidSampleError
 from lightning_nas.errors import ConfigError
+from lightning_nas.finite import NonFiniteLossError
 from lightning_nas.genotypes import GenotypeError
 from lightning_nas.search import SearchModule  # noqa: F401
 from lightning_nas.segmentation import SegmentationModule  # noqa: F401
@@ -119,6 +120,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     GenotypeError,
     FileNotFoundError,
     InvalidSampleError,
+    NonFiniteLossError,
 )
 _SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # subcommands outside LightningCLI: name -> (module, function taking argv and returning a status)

@@ -33,6 +33,7 @@ import contextlib
 import copy
 import io
 import os
+import pickle
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_nas.atomic import replacing_dir
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import GenotypeError, build_network
 from lightning_nas.latency.measure import device_name, measure_module
@@ -204,30 +206,34 @@ def export_onnx(
     weight_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
     was_training = net.training
     net.eval()
-    try:
-        # the exporter prints through warnings and, in places, on stdout: keep the CLI brief
-        with contextlib.redirect_stdout(io.StringIO()):
-            torch.onnx.export(
-                net,
-                (x,),
-                str(path),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                opset_version=opset,
-                dynamo=True,
-                dynamic_shapes=dynamic_shapes,
-                external_data=weight_bytes > _EXTERNAL_DATA_BYTES,
-                verbose=False,
-            )
-    except Exception as err:  # the exporter raises many types; the first line says what failed
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(f"cannot export {type(network).__name__} to ONNX: {first}") from err
-    finally:
-        net.train(was_training)
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as err:
-        raise ExportError(f"{path} does not validate: {err}") from err
+    # written in a temporary folder beside ``path``, checked, then moved in (model file last):
+    # an interrupted export leaves the previous model intact
+    with replacing_dir(path) as tmp:
+        target = tmp / path.name
+        try:
+            # the exporter prints through warnings and, in places, on stdout: keep the CLI brief
+            with contextlib.redirect_stdout(io.StringIO()):
+                torch.onnx.export(
+                    net,
+                    (x,),
+                    str(target),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    opset_version=opset,
+                    dynamo=True,
+                    dynamic_shapes=dynamic_shapes,
+                    external_data=weight_bytes > _EXTERNAL_DATA_BYTES,
+                    verbose=False,
+                )
+        except Exception as err:  # the exporter raises many types; the first line says what failed
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ExportError(f"cannot export {type(network).__name__} to ONNX: {first}") from err
+        finally:
+            net.train(was_training)
+        try:
+            onnx.checker.check_model(str(target), full_check=True)
+        except onnx.checker.ValidationError as err:
+            raise ExportError(f"{path} does not validate: {err}") from err
     return path
 
 
@@ -397,7 +403,14 @@ def load_network(
     from lightning_nas.segmentation import SegmentationModule
 
     try:
-        module = SegmentationModule.load_from_checkpoint(source, map_location="cpu")
+        module = SegmentationModule.load_from_checkpoint(
+            source, map_location="cpu", weights_only=True
+        )
+    except pickle.UnpicklingError:
+        raise ConfigError(
+            f"cannot load {source} as a SegmentationModule: refused by "
+            "torch.load(weights_only=True): it holds more than tensors and plain data"
+        ) from None
     except TypeError as err:
         if "network" not in str(err):
             raise ConfigError(f"cannot load {source} as a SegmentationModule: {err}") from None

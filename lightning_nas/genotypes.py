@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ __all__ = [
     "load",
     "save",
     "type_name",
+    "value_repr",
 ]
 
 
@@ -70,6 +72,37 @@ def field_error(source: str, key: str, message: str) -> GenotypeError:
 def type_name(value: object) -> str:
     """The type name of ``value``, for error messages."""
     return type(value).__name__
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 8
+_REPR.maxdict = 4
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlong = 40
+
+
+def value_repr(value: object) -> str:
+    r"""A bounded one-line ``repr`` of ``value``, for error messages.
+
+    As :func:`repr` for the small values a genotype holds; long strings, big integers and long
+    or deeply nested (or self-referencing) containers are elided with ``...``, so a file of
+    junk (or a YAML alias bomb) gives a short message, quickly.
+
+    Example:
+        >>> value_repr(["sep_conv_3x3", 0]), value_repr("a\nb")
+        ("['sep_conv_3x3', 0]", "'a\\nb'")
+        >>> value_repr(list(range(100)))
+        '[0, 1, 2, 3, 4, 5, 6, 7, ...]'
+    """
+    return _REPR.repr(value)
+
+
+def _key_name(key: object) -> str:
+    """``key`` as written in a message: plain if a printable string, else its bounded repr."""
+    if isinstance(key, str) and key.isprintable() and key.strip() and len(key) <= 60:
+        return key
+    return value_repr(key)
 
 
 _REGISTRY: dict[str, type[Genotype]] = {}
@@ -170,17 +203,19 @@ class Genotype:
             raise field_error(
                 source,
                 "kind",
-                f"unknown genotype kind {kind!r}; expected one of {', '.join(kinds())}",
+                f"unknown genotype kind {value_repr(kind)}; expected one of {', '.join(kinds())}",
             )
         if cls is not Genotype and not issubclass(target, cls):
-            raise field_error(source, "kind", f"got {kind!r}; expected {cls.kind!r}")
+            raise field_error(source, "kind", f"got {value_repr(kind)}; expected {cls.kind!r}")
 
         if "version" not in d:
             raise field_error(source, "version", f"missing key; expected {target.version}")
         version = d["version"]
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise field_error(
-                source, "version", f"got {version!r}; expected an integer 1..{target.version}"
+                source,
+                "version",
+                f"got {value_repr(version)}; expected an integer 1..{target.version}",
             )
         if version > target.version:
             raise field_error(
@@ -195,7 +230,7 @@ class Genotype:
         if extra:
             raise field_error(
                 source,
-                str(extra[0]),
+                _key_name(extra[0]),
                 f"unexpected key for kind {kind!r}; expected only kind, version, "
                 + ", ".join(names),
             )
@@ -289,12 +324,18 @@ def load(path: str | Path) -> Genotype:
     if not path.is_file():
         raise FileNotFoundError(f"genotype file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        # bytes: PyYAML decodes them itself, so a file that is not UTF-8 is a YAMLError too
+        data = yaml.safe_load(path.read_bytes())
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f"line {where.line + 1}" if where is not None else "<root>"
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or (str(err).strip().splitlines() or ["?"])[0]
+        problem = " ".join(str(problem).split())[:200]  # one line, bounded
         raise field_error(str(path), line, f"invalid YAML ({problem}); expected a mapping") from err
+    except RecursionError:
+        raise field_error(
+            str(path), "<root>", "invalid YAML (nested too deeply); expected a mapping"
+        ) from None
     return from_dict(data, source=str(path))
 
 

@@ -31,6 +31,11 @@ warning.
 
 AMP: gradients are clipped in ``on_before_optimizer_step``, after the precision plugin has
 unscaled them. The second-order path sets gradients by hand and is refused under ``16-mixed``.
+
+Non-finite losses (:mod:`lightning_nas.finite`): each phase's terms are checked before its
+backward pass (second order: after the unrolled gradient, which leaves the weights as they were).
+``nonfinite: raise`` stops the run with a one-line error; ``nonfinite: skip`` skips that phase's
+optimizer step and counts it, per phase, in the checkpoint.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import os
 import random
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -55,6 +60,9 @@ from lightning_nas._config import as_factory, drop_module_hparams
 from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.bilevel import unrolled_arch_gradient
 from lightning_nas.errors import ConfigError
+from lightning_nas.finite import CHECKPOINT_KEY as NONFINITE_KEY
+from lightning_nas.finite import LOG_KEY as NONFINITE_LOG_KEY
+from lightning_nas.finite import NonFiniteGuard
 from lightning_nas.genotypes import Genotype
 from lightning_nas.loss_terms import collect_terms
 from lightning_nas.spaces.base import SearchSpace
@@ -107,6 +115,13 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
             ``None`` (default) uses the ``seed_everything`` value (the CLI's
             ``seed_everything: 0``) when one was set, and otherwise does not reseed (a resumed
             search is then not bit-identical).
+        nonfinite: what a NaN or infinite loss term (task, latency, distillation, ...) does.
+            ``raise`` (default): stop the run before the backward pass with a one-line
+            ``NonFiniteLossError`` naming the term, the phase, epoch and step (the checkpoints
+            written so far are kept). ``skip``: skip that phase's backward pass and optimizer
+            step, count it (``nonfinite_skipped``, logged as ``train/nonfinite_skipped``, kept in
+            the checkpoint) and warn with the count at the end of ``fit``. Under DDP all ranks
+            decide alike.
 
     Example:
         >>> from lightning_nas.methods.darts.space import DartsSpace
@@ -128,6 +143,7 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         arch_gradient_clip_val: float | None = None,
         ignore_index: int = 255,
         epoch_seed: int | None = None,
+        nonfinite: Literal["raise", "skip"] = "raise",
     ) -> None:
         super().__init__()
         if not isinstance(space, SearchSpace):
@@ -143,11 +159,13 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         ):
             if value is not None and value < 0:
                 raise ConfigError(f"model.{key}: expected >= 0 or null, got {value}")
+        self._nonfinite = NonFiniteGuard(nonfinite, "model.nonfinite")
         with warnings.catch_warnings():  # modules are dropped from hparams just below
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
         drop_module_hparams(self)
         self.space = space
+        self.nonfinite = nonfinite
         self.automatic_optimization = False
         self._weight_optimizer = as_factory(weight_optimizer, "model.weight_optimizer")
         self._arch_optimizer = as_factory(arch_optimizer, "model.arch_optimizer")
@@ -198,6 +216,11 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
     def extra_genotypes(self) -> dict[str, Genotype]:
         """The space's further derived architectures (e.g. FasterSeg's teacher), by name."""
         return self.space.extra_genotypes()
+
+    @property
+    def nonfinite_skipped(self) -> dict[str, int]:
+        """Steps skipped for a non-finite loss (``nonfinite: skip``), by phase."""
+        return self._nonfinite.state_dict()
 
     # ----------------------------------------------------------------- optimizers
     def configure_optimizers(self) -> Any:
@@ -323,35 +346,47 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         w_batch, a_batch = self._split_batch(batch)
         w_opt, a_opt = self.optimizers()
         bs = w_batch["image"].shape[0]
 
-        # phase 1: architecture step on trainB
+        # phase 1: architecture step on trainB (a non-finite loss raises, or skips the step)
         if self.current_epoch >= self.arch_start_epoch:
             self._zero_grads(w_opt, a_opt)
             if self.unrolled:
-                a_loss, a_terms = self._unrolled_step(w_batch, a_batch, w_opt)
+                a_loss, a_terms, checked = self._unrolled_step(w_batch, a_batch, w_opt)
+                skip = self._nonfinite.check(self, checked, a_loss, "arch", batch_idx)
             else:
                 a_loss, a_terms = self._loss_with_terms(a_batch, "arch")
-                self.manual_backward(a_loss)
-            a_opt.step()  # clipped in on_before_optimizer_step
-            self.log("train/arch_loss", a_loss.detach(), prog_bar=True, batch_size=bs)
-            for name, value in a_terms.items():
-                self.log(f"train/arch_loss/{name}", value.detach(), batch_size=bs)
+                skip = self._nonfinite.check(self, a_terms, a_loss, "arch", batch_idx)
+                if not skip:
+                    self.manual_backward(a_loss)
+            if skip:
+                self._zero_grads(w_opt, a_opt)
+            else:
+                a_opt.step()  # clipped in on_before_optimizer_step
+                self.log("train/arch_loss", a_loss.detach(), prog_bar=True, batch_size=bs)
+                for name, value in a_terms.items():
+                    self.log(f"train/arch_loss/{name}", value.detach(), batch_size=bs)
 
         # phase 2: weight step on trainA
         self._zero_grads(w_opt, a_opt)
         w_loss, w_terms = self._loss_with_terms(w_batch, "weight")
-        self.manual_backward(w_loss)
-        w_opt.step()  # clipped in on_before_optimizer_step
-        self._zero_grads(w_opt, a_opt)
-        self.log("train/weight_loss", w_loss.detach(), prog_bar=True, batch_size=bs)
-        for name, value in w_terms.items():
-            self.log(f"train/weight_loss/{name}", value.detach(), batch_size=bs)
+        skip = self._nonfinite.check(self, w_terms, w_loss, "weight", batch_idx)
+        if skip:
+            self._zero_grads(w_opt, a_opt)
+        else:
+            self.manual_backward(w_loss)
+            w_opt.step()  # clipped in on_before_optimizer_step
+            self._zero_grads(w_opt, a_opt)
+            self.log("train/weight_loss", w_loss.detach(), prog_bar=True, batch_size=bs)
+            for name, value in w_terms.items():
+                self.log(f"train/weight_loss/{name}", value.detach(), batch_size=bs)
         self.log("train/lr", w_opt.param_groups[0]["lr"], batch_size=bs)
-        return w_loss.detach()
+        if self._nonfinite.mode == "skip":
+            self.log(NONFINITE_LOG_KEY, float(self._nonfinite.total), batch_size=bs)
+        return None if skip else w_loss.detach()
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         """Clip gradients here: under AMP Lightning has unscaled them by now."""
@@ -379,16 +414,26 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
 
     def _unrolled_step(
         self, w_batch: dict[str, Any], a_batch: dict[str, Any], w_opt: Any
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Second-order architecture gradient; sets ``.grad`` of the architecture parameters."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Second-order architecture gradient; sets ``.grad`` of the architecture parameters.
+
+        Returns the validation loss, its terms, and everything to check for non-finite values,
+        in the order of computation (the first non-finite one spoils all that follows): the
+        terms of the training loss of the virtual step (``weight/<term>``), the validation
+        terms, those of the two finite-difference training losses (``weight/<term> (finite
+        difference)``) and the gradient.
+        """
         opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
         group = opt.param_groups[0]
         weights = [p for p in self.weight_parameters() if p.requires_grad]
         alphas = list(self.arch_parameters().values())
         record: dict[str, Any] = {}
+        train_calls: list[dict[str, torch.Tensor]] = []
 
         def train_loss() -> torch.Tensor:  # one frozen sample for every call (bilevel.py)
-            return self._loss_with_terms(w_batch, "weight")[0]
+            loss, terms = self._loss_with_terms(w_batch, "weight")
+            train_calls.append({k: v.detach() for k, v in {**terms, "total": loss}.items()})
+            return loss
 
         def val_loss() -> torch.Tensor:
             loss, terms = self._loss_with_terms(a_batch, "arch")
@@ -409,15 +454,32 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         )
         for a, g in zip(alphas, grads):
             a.grad = g.detach().to(a.dtype)
-        return record["loss"], record["terms"]
+        first, *later = train_calls
+        checked = {f"weight/{k}": v for k, v in first.items()}
+        checked.update(record["terms"])
+        for call in later:
+            for k, v in call.items():
+                key = f"weight/{k} (finite difference)"
+                checked[key] = (
+                    torch.cat([checked[key].reshape(-1), v.reshape(-1)]) if key in checked else v
+                )
+        checked["second-order gradient"] = torch.cat([g.detach().reshape(-1) for g in grads])
+        return record["loss"], record["terms"], checked
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["genotype"] = self.derive().to_dict()
         checkpoint[MID_EPOCH_KEY] = self._saving_mid_epoch()
+        checkpoint[NONFINITE_KEY] = self._nonfinite.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_mid_epoch = bool(checkpoint.get(MID_EPOCH_KEY, False))
+        self._nonfinite.load_state_dict(checkpoint.get(NONFINITE_KEY, {}))
+
+    def on_fit_end(self) -> None:
+        summary = self._nonfinite.summary()
+        if summary:
+            rank_zero_warn(summary)
 
     def _saving_mid_epoch(self) -> bool:
         """Whether a checkpoint saved now lies between two training batches of an epoch.

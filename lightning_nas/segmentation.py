@@ -4,6 +4,9 @@ Callbacks deriving from :class:`~lightning_nas.loss_terms.LossTerm` add their ``
 terms to the training loss here too (e.g. distillation from a trained teacher), logged as
 ``train/loss/<name>``.
 
+A NaN or infinite loss term stops the run with a one-line error, or with ``nonfinite: skip`` the
+batch is skipped and counted (:mod:`lightning_nas.finite`).
+
 Used to retrain a derived genotype (``network: lightning_nas.networks.DartsNetwork`` with a
 genotype file) or to train a baseline (``network: segmentation_models_pytorch.Unet`` with
 ``encoder_weights: null``).
@@ -18,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -25,6 +29,9 @@ from lightning_nas._config import as_factory, drop_module_hparams
 from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.data.evaluation import multiscale_flip_logits
 from lightning_nas.errors import ConfigError
+from lightning_nas.finite import CHECKPOINT_KEY as NONFINITE_KEY
+from lightning_nas.finite import LOG_KEY as NONFINITE_LOG_KEY
+from lightning_nas.finite import NonFiniteGuard
 from lightning_nas.loss_terms import collect_terms
 from lightning_nas.schedules import PolyLR, set_total_iters
 
@@ -72,6 +79,14 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
             non-default ``lr_scheduler``.
         lr_power: deprecated, use ``lr_scheduler``'s ``init_args.power`` (implies ``poly`` when
             ``lr_schedule`` is not given).
+        nonfinite: what a NaN or infinite loss term (task, aux, distillation, ...) does.
+            ``raise`` (default): stop the run before the backward pass with a one-line
+            ``NonFiniteLossError`` naming the term, epoch and step (the checkpoints written so
+            far are kept). ``skip``: the batch adds no gradient and, unless other batches of an
+            accumulation window do, the optimizer does not step; it is counted
+            (``nonfinite_skipped``, logged as ``train/nonfinite_skipped``, kept in the
+            checkpoint) and the count is reported at the end of ``fit``. Under DDP all ranks
+            decide alike.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -96,8 +111,12 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         aux_weights: tuple[float, ...] = (),
         lr_schedule: Literal["poly", "cosine", "constant"] | None = None,
         lr_power: float | None = None,
+        nonfinite: Literal["raise", "skip"] = "raise",
     ) -> None:
         super().__init__()
+        self._nonfinite = NonFiniteGuard(nonfinite, "model.nonfinite")
+        self.nonfinite = nonfinite
+        self._window_has_step = True  # a batch since the last optimizer step was not skipped
         with warnings.catch_warnings():  # modules are dropped from hparams just below
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
@@ -190,7 +209,14 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
             )
         return logits, total
 
+    @property
+    def nonfinite_skipped(self) -> dict[str, int]:
+        """Batches skipped for a non-finite loss (``nonfinite: skip``), under ``"training"``."""
+        return self._nonfinite.state_dict()
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if batch_idx % self.trainer.accumulate_grad_batches == 0:  # a new accumulation window
+            self._window_has_step = False
         logits, aux = self._aux_loss(batch)
         task = self.loss(logits, batch["mask"])
         terms = collect_terms(self.trainer.callbacks, "weight", self, logits, batch)
@@ -198,6 +224,12 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
             terms = {"aux": aux, **terms}
         loss = task + sum(terms.values()) if terms else task
         bs = batch["image"].shape[0]
+        skip = self._nonfinite.check(self, {"task": task, **terms}, loss, "training", batch_idx)
+        if self._nonfinite.mode == "skip":
+            self.log(NONFINITE_LOG_KEY, float(self._nonfinite.total), batch_size=bs)
+        if skip:
+            return self._zero_loss()
+        self._window_has_step = True
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         if terms:
             self.log("train/loss/task", task.detach(), batch_size=bs)
@@ -205,6 +237,33 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
                 self.log(f"train/loss/{name}", value.detach(), batch_size=bs)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
         return loss
+
+    def _zero_loss(self) -> torch.Tensor:
+        """A zero loss with a zero gradient for every trainable parameter.
+
+        Returned for a skipped batch instead of ``None``: Lightning refuses ``None`` from
+        ``training_step`` under DDP, whose gradient all-reduce needs a backward pass on every
+        rank. ``on_before_optimizer_step`` then drops the gradients unless another batch of
+        the accumulation window contributed.
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.stack([p.sum() for p in params]).sum() * 0.0
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Do not step on a window of skipped batches (momentum and weight decay would)."""
+        if not self._window_has_step:
+            optimizer.zero_grad(set_to_none=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[NONFINITE_KEY] = self._nonfinite.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._nonfinite.load_state_dict(checkpoint.get(NONFINITE_KEY, {}))
+
+    def on_fit_end(self) -> None:
+        summary = self._nonfinite.summary()
+        if summary:
+            rank_zero_warn(summary)
 
     def configure_optimizers(self) -> Any:
         opt = self._optimizer(self.parameters())

@@ -148,6 +148,7 @@ SHARED = [
     "lightning_nas/draw.py",
     "lightning_nas/report.py",
     "lightning_nas/atomic.py",
+    "lightning_nas/finite.py",
 ]
 METHOD_WORDS = ("darts", "autodeeplab", "fasterseg", "dpc", "smnas")
 

@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_nas.errors import ConfigError
+from lightning_nas.weights import load_torch_file
 
 __all__ = [
     "CachedFeatureDataset",
@@ -128,7 +129,7 @@ def smp_encoder_feature(
 def _read_checkpoint(path: str, prefix: str) -> dict[str, torch.Tensor]:
     if not Path(path).is_file():
         raise ConfigError(f"encoder weights: '{path}' is not a file (nothing is downloaded)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, "encoder weights")
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):

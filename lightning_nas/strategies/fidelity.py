@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lightning_nas import genotypes
+from lightning_nas.atomic import save_figure, write_text
 from lightning_nas.errors import ConfigError
 from lightning_nas.strategies.protocols import Evaluator
 
@@ -153,7 +154,7 @@ def scatter_plot(
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return path
 
 
@@ -189,7 +190,7 @@ def run_fidelity(search: Any, init: Any) -> int:
         genotype = genotypes.from_dict(trial.user_attrs["genotype"], f"trial {trial.number}")
         value = float(check.evaluator(genotype, out / f"trial{trial.number:05d}")[0])
         record[key] = {"proxy": trial.values[0], "end_to_end": value}
-        record_path.write_text(json.dumps(record, indent=1))
+        write_text(record_path, json.dumps(record, indent=1))
         print(
             f"[{i}/{len(chosen)}] trial {trial.number}: proxy {trial.values[0]:.4g}, end to end "
             f"{value:.4g}",
@@ -202,11 +203,11 @@ def run_fidelity(search: Any, init: Any) -> int:
     if search.directions[0] == "minimize":
         proxy, e2e = [-v for v in proxy], [-v for v in e2e]
     stats = fidelity_statistics(proxy, e2e, check.top_k, check.bootstrap, check.seed)
-    (out / "statistics.json").write_text(json.dumps(stats, indent=1))
+    write_text(out / "statistics.json", json.dumps(stats, indent=1))
     rows = ["trial,proxy,end_to_end"] + [
         f"{k},{p:.6g},{e:.6g}" for k, p, e in zip(keys, proxy, e2e)
     ]
-    (out / "scores.csv").write_text("\n".join(rows) + "\n")
+    write_text(out / "scores.csv", "\n".join(rows) + "\n")
     png = scatter_plot(proxy, e2e, keys, stats, out / "fidelity.png")
     lo, hi = stats["spearman_ci"]
     print(

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning_nas.atomic import replacing, save_figure
+
 __all__ = [
     "dominates",
     "front_report",
@@ -142,7 +144,7 @@ def front_report(
         for i, d in enumerate(directions)
     ]  # fmt: skip
     extras = sorted({k for _, p in everything for k in p} - {"values", "label"})
-    with (out / "front.csv").open("w", newline="") as f:
+    with replacing(out / "front.csv") as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["group", "label", *names, "on_front", *extras])
         for i, (group, p) in enumerate(everything):
@@ -152,7 +154,7 @@ def front_report(
     curve = []
     for end in range(generation_size, len(values) + generation_size, generation_size):
         curve.append(hypervolume(values[:end], directions, reference))
-    with (out / "hypervolume.csv").open("w", newline="") as f:
+    with replacing(out / "hypervolume.csv") as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["generation", "points", "hypervolume"])
         for g, hv in enumerate(curve):
@@ -181,12 +183,12 @@ def front_report(
     ax.set_ylabel(names[0])
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "front.png", dpi=110)
+    save_figure(fig, out / "front.png", dpi=110)
     fig = Figure(figsize=(5, 3.5))
     ax = fig.subplots()
     ax.plot(range(len(curve)), curve, "o-")
     ax.set_xlabel(f"generation ({generation_size} trials)")
     ax.set_ylabel("hypervolume")
     fig.tight_layout()
-    fig.savefig(out / "hypervolume.png", dpi=110)
+    save_figure(fig, out / "hypervolume.png", dpi=110)
     return {"front": [p for _, p in front], "hypervolume": curve, "reference": reference}

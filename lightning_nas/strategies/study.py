@@ -36,6 +36,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lightning_nas import genotypes
+from lightning_nas.atomic import write_text
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.strategies.protocols import DiscreteSpace, Evaluator
@@ -525,5 +526,5 @@ class DiscreteSearch:
             written.append(path)
             values = ",".join(f"{v:.6g}" for v in trial.values)
             rows.append(f"{rank},{name},{trial.number},{values},{path.name}")
-        (out / "leaderboard.csv").write_text("\n".join(rows) + "\n")
+        write_text(out / "leaderboard.csv", "\n".join(rows) + "\n")
         return written

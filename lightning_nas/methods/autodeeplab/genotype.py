@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lightning_nas.genotypes import Genotype, field_error, type_name
+from lightning_nas.genotypes import Genotype, field_error, type_name, value_repr
 
 __all__ = ["AUTODEEPLAB_PRIMITIVES", "AutoDeepLabGenotype"]
 
@@ -72,7 +72,9 @@ class AutoDeepLabGenotype(Genotype):
         pairs = []
         for k, entry in enumerate(entries):
             if not isinstance(entry, list | tuple) or len(entry) != 2:
-                raise field_error(source, f"cell[{k}]", f"got {entry!r}; expected [op, input]")
+                raise field_error(
+                    source, f"cell[{k}]", f"got {value_repr(entry)}; expected [op, input]"
+                )
             pairs.append(tuple(entry))
         out = {"cell": tuple(pairs)}
         for key in ("path", "strides"):
@@ -94,14 +96,15 @@ class AutoDeepLabGenotype(Genotype):
                 raise field_error(
                     source,
                     f"cell[{k}][0]",
-                    f"unknown op {op!r}; expected one of {', '.join(_ADL_OPS_ALLOWED)}",
+                    f"unknown op {value_repr(op)}; expected one of {', '.join(_ADL_OPS_ALLOWED)}",
                 )
             block = k // 2
             if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < block + 2:
                 raise field_error(
                     source,
                     f"cell[{k}][1]",
-                    f"bad input index {j!r} for block {block}; expected 0 <= j < {block + 2} "
+                    f"bad input index {value_repr(j)} for block {block}; "
+                    f"expected 0 <= j < {block + 2} "
                     "(0: h[l-2], 1: h[l-1], 2+k: block k)",
                 )
         strides = fields["strides"]
@@ -109,11 +112,11 @@ class AutoDeepLabGenotype(Genotype):
             isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in strides
         ):
             raise field_error(
-                source, "strides", f"got {list(strides)!r}; expected positive integers"
+                source, "strides", f"got {value_repr(list(strides))}; expected positive integers"
             )
         if any(b != 2 * a for a, b in zip(strides, strides[1:])):
             raise field_error(
-                source, "strides", f"got {list(strides)!r}; expected each twice the last"
+                source, "strides", f"got {value_repr(list(strides))}; expected each twice the last"
             )
         path = fields["path"]
         if not path:
@@ -125,7 +128,9 @@ class AutoDeepLabGenotype(Genotype):
                 or not 0 <= level < len(strides)
             ):
                 raise field_error(
-                    source, f"path[{k}]", f"got {level!r}; expected a level 0..{len(strides) - 1}"
+                    source,
+                    f"path[{k}]",
+                    f"got {value_repr(level)}; expected a level 0..{len(strides) - 1}",
                 )
             previous = path[k - 1] if k else 0
             if abs(level - previous) > 1:

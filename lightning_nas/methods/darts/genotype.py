@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from lightning_nas.genotypes import Genotype, field_error, type_name
+from lightning_nas.genotypes import Genotype, field_error, type_name, value_repr
 
 __all__ = ["DARTS_PRIMITIVES", "DartsGenotype"]
 
@@ -73,7 +73,7 @@ class DartsGenotype(Genotype):
             for k, entry in enumerate(entries):
                 if not isinstance(entry, list | tuple) or len(entry) != 2:
                     raise field_error(
-                        source, f"{cell}[{k}]", f"got {entry!r}; expected [op, input]"
+                        source, f"{cell}[{k}]", f"got {value_repr(entry)}; expected [op, input]"
                     )
                 pairs.append(tuple(entry))
             out[cell] = tuple(pairs)
@@ -105,7 +105,7 @@ class DartsGenotype(Genotype):
             for k, entry in enumerate(entries):
                 if not isinstance(entry, tuple) or len(entry) != 2:
                     raise field_error(
-                        source, f"{cell}[{k}]", f"got {entry!r}; expected (op, input)"
+                        source, f"{cell}[{k}]", f"got {value_repr(entry)}; expected (op, input)"
                     )
                 op, j = entry
                 if op == "none":
@@ -119,14 +119,14 @@ class DartsGenotype(Genotype):
                     raise field_error(
                         source,
                         f"{cell}[{k}][0]",
-                        f"unknown op {op!r}; expected one of {', '.join(_OPS_ALLOWED)}",
+                        f"unknown op {value_repr(op)}; expected one of {', '.join(_OPS_ALLOWED)}",
                     )
                 node = k // 2
                 if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < node + 2:
                     raise field_error(
                         source,
                         f"{cell}[{k}][1]",
-                        f"bad input index {j!r} for intermediate node {node}; "
+                        f"bad input index {value_repr(j)} for intermediate node {node}; "
                         f"expected an integer 0 <= j < {node + 2}",
                     )
             steps = len(entries) // 2
@@ -134,14 +134,15 @@ class DartsGenotype(Genotype):
             concat = fields[key]
             if not isinstance(concat, tuple) or len(concat) == 0:
                 raise field_error(
-                    source, key, f"got {concat!r}; expected a non-empty list of indices"
+                    source, key, f"got {value_repr(concat)}; expected a non-empty list of indices"
                 )
             for k, c in enumerate(concat):
                 if isinstance(c, bool) or not isinstance(c, int) or not 2 <= c < steps + 2:
                     raise field_error(
                         source,
                         f"{key}[{k}]",
-                        f"bad node index {c!r}; expected an intermediate node 2 <= c < {steps + 2}",
+                        f"bad node index {value_repr(c)}; "
+                        f"expected an intermediate node 2 <= c < {steps + 2}",
                     )
             if len(set(concat)) != len(concat):
                 raise field_error(
@@ -166,5 +167,5 @@ class DartsGenotype(Genotype):
             ValueError: If ``cell`` is neither ``"normal"`` nor ``"reduce"``.
         """
         if cell not in ("normal", "reduce"):
-            raise ValueError(f"cell must be 'normal' or 'reduce', got {cell!r}")
+            raise ValueError(f"cell must be 'normal' or 'reduce', got {value_repr(cell)}")
         return sum(op == "skip_connect" for op, _ in getattr(self, cell))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lightning_nas.genotypes import Genotype, field_error, type_name
+from lightning_nas.genotypes import Genotype, field_error, type_name, value_repr
 
 __all__ = ["GRIDS", "NUM_BRANCHES", "OPS", "OP_NAMES", "RATES", "DPCGenotype"]
 
@@ -97,11 +97,13 @@ class DPCGenotype(Genotype):
         for i, entry in enumerate(entries):
             key = f"branches[{i}]"
             if not isinstance(entry, list | tuple) or len(entry) != 3:
-                raise field_error(source, key, f"got {entry!r}; expected [input, op, [a, b]]")
+                raise field_error(
+                    source, key, f"got {value_repr(entry)}; expected [input, op, [a, b]]"
+                )
             inp, op, args = entry
             if not isinstance(args, list | tuple) or len(args) != 2:
                 raise field_error(
-                    source, f"{key}[2]", f"got {args!r}; expected [a, b] (two integers)"
+                    source, f"{key}[2]", f"got {value_repr(args)}; expected [a, b] (two integers)"
                 )
             branches.append((inp, op, tuple(args)))
         return {"branches": tuple(branches)}
@@ -110,31 +112,35 @@ class DPCGenotype(Genotype):
     def _validate(cls, fields: Mapping[str, Any], source: str) -> None:
         branches = fields["branches"]
         if not isinstance(branches, tuple) or len(branches) == 0:
-            raise field_error(source, "branches", f"got {branches!r}; expected at least one branch")
+            raise field_error(
+                source, "branches", f"got {value_repr(branches)}; expected at least one branch"
+            )
         for i, (inp, op, args) in enumerate(branches):
             key = f"branches[{i}]"
             if isinstance(inp, bool) or not isinstance(inp, int):
                 raise field_error(
-                    source, f"{key}[0]", f"got input {inp!r}; expected an integer -1..{i - 1}"
+                    source,
+                    f"{key}[0]",
+                    f"got input {value_repr(inp)}; expected an integer -1..{i - 1}",
                 )
             if i == 0 and inp != -1:
                 raise field_error(
                     source,
                     f"{key}[0]",
-                    f"got input {inp!r}; branch 0 must read the backbone feature (-1)",
+                    f"got input {value_repr(inp)}; branch 0 must read the backbone feature (-1)",
                 )
             if not -1 <= inp < i:
                 raise field_error(
                     source,
                     f"{key}[0]",
-                    f"got input {inp!r}; branch {i} reads -1 (the backbone feature) or an "
-                    f"earlier branch 0..{i - 1}",
+                    f"got input {value_repr(inp)}; branch {i} reads -1 (the backbone feature) "
+                    f"or an earlier branch 0..{i - 1}",
                 )
-            if op not in _ARGS:
+            if not isinstance(op, str) or op not in _ARGS:
                 raise field_error(
                     source,
                     f"{key}[1]",
-                    f"unknown op {op!r}; expected one of {', '.join(OP_NAMES)}",
+                    f"unknown op {value_repr(op)}; expected one of {', '.join(OP_NAMES)}",
                 )
             what, allowed = _ARGS[op]
             for value in args:
@@ -147,8 +153,8 @@ class DPCGenotype(Genotype):
                     raise field_error(
                         source,
                         f"{key}[2]",
-                        f"{what} {value!r} is not valid for {op} (got {list(args)}); "
-                        f"expected {expected}",
+                        f"{what} {value_repr(value)} is not valid for {op} "
+                        f"(got {value_repr(list(args))}); expected {expected}",
                     )
 
     @property

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lightning_nas.genotypes import Genotype, field_error, type_name
+from lightning_nas.genotypes import Genotype, field_error, type_name, value_repr
 
 __all__ = ["FASTERSEG_PRIMITIVES", "FasterSegGenotype"]
 
@@ -105,7 +105,8 @@ class FasterSegGenotype(Genotype):
                     raise field_error(
                         source,
                         f"ops[{b}][{c}]",
-                        f"unknown op {op!r}; expected one of {', '.join(FASTERSEG_PRIMITIVES)}",
+                        f"unknown op {value_repr(op)}; "
+                        f"expected one of {', '.join(FASTERSEG_PRIMITIVES)}",
                     )
             path = paths[b]
             if len(path) != len(ops[b]):
@@ -119,7 +120,7 @@ class FasterSegGenotype(Genotype):
                     raise field_error(
                         source,
                         f"paths[{b}][{c}]",
-                        f"got {scale!r}; expected a scale index 0..{len(_FS_SCALES) - 1} "
+                        f"got {value_repr(scale)}; expected a scale index 0..{len(_FS_SCALES) - 1} "
                         "(0: 1/8, 1: 1/16, 2: 1/32)",
                     )
                 if c == 0 and scale != 0:
@@ -143,7 +144,9 @@ class FasterSegGenotype(Genotype):
             for c, w in enumerate(width):
                 if not _is_int(w) or not 1 <= w <= 12:
                     raise field_error(
-                        source, f"widths[{b}][{c}]", f"got {w!r}; expected an integer 1..12"
+                        source,
+                        f"widths[{b}][{c}]",
+                        f"got {value_repr(w)}; expected an integer 1..12",
                     )
         lasts = [path[-1] for path in paths]
         for b, last in enumerate(lasts):
@@ -157,12 +160,16 @@ class FasterSegGenotype(Genotype):
         stem_head = fields["stem_head_width"]
         if len(stem_head) != 2:
             raise field_error(
-                source, "stem_head_width", f"got {list(stem_head)!r}; expected [stem, head]"
+                source,
+                "stem_head_width",
+                f"got {value_repr(list(stem_head))}; expected [stem, head]",
             )
         for k, w in enumerate(stem_head):
             if not _is_int(w) or not 1 <= w <= 12:
                 raise field_error(
-                    source, f"stem_head_width[{k}]", f"got {w!r}; expected an integer 1..12"
+                    source,
+                    f"stem_head_width[{k}]",
+                    f"got {value_repr(w)}; expected an integer 1..12",
                 )
 
     @property

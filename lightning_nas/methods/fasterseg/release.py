@@ -18,8 +18,31 @@ import torch
 from lightning_nas.errors import ConfigError
 from lightning_nas.methods.fasterseg.derive import derive_genotype, select_lasts
 from lightning_nas.methods.fasterseg.genotype import FasterSegGenotype
+from lightning_nas.weights import load_torch_file
 
 __all__ = ["load_released_arch", "released_genotypes"]
+
+
+def _release_globals() -> list[Any]:
+    """What an ``arch_*.pt`` of the release may hold besides tensors: numpy float scalars.
+
+    The release's ``train_search.py`` saves its α/β/γ as ``nn.Parameter`` (allowed by
+    ``weights_only=True``) next to the mIoU and latency of each branch pair, Python or numpy
+    floats; numpy pickles a float scalar as ``numpy.core.multiarray.scalar(dtype, bytes)``
+    (``numpy._core`` since numpy 2). Only these plain-data constructors are allowed, for this
+    load only.
+    """
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    return [
+        scalar,
+        (scalar, "numpy.core.multiarray.scalar"),  # files written under numpy 1
+        np.dtype,
+        np.dtypes.Float64DType,
+        np.dtypes.Float32DType,
+    ]
 
 
 def load_released_arch(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -39,9 +62,19 @@ def load_released_arch(source: str | Path | Mapping[str, Any]) -> dict[str, Any]
         if not path.is_file():
             raise ConfigError(f"FasterSeg release architecture file {path} not found")
         if path.suffix == ".json":
-            data = json.loads(path.read_text())
+            try:
+                data = json.loads(path.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ConfigError(f"{path}: not a readable JSON file: {err}") from None
         else:
-            data = torch.load(path, map_location="cpu", weights_only=False)
+            data = load_torch_file(
+                path, "FasterSeg release architecture file", safe_globals=_release_globals()
+            )
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"{where}: holds a {type(data).__name__}; expected the release's mapping of "
+                "architecture tensors"
+            )
     groups = (
         {k: v for k, v in data.items() if k.startswith("arch_")}
         if any(str(k).startswith("arch_") for k in data)

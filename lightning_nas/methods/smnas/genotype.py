@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lightning_nas.genotypes import Genotype, field_error, type_name
+from lightning_nas.genotypes import Genotype, field_error, type_name, value_repr
 from lightning_nas.methods.smnas.code import validate_code
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "DECODERS",
     "DEFAULT_OUTPUT_STRIDE",
     "GN_GROUPS",
+    "MAX_DECODER_CHANNELS",
+    "MAX_INPUT_SIDE",
     "NORMS",
     "OUTPUT_STRIDES",
     "SMNASGenotype",
@@ -81,6 +83,15 @@ CODED = "coded"
 NORMS: tuple[str, ...] = ("bn", "gn_ws")
 GN_GROUPS = 8
 """GroupNorm groups of ``norm: gn_ws`` (every width of a coded encoder must be a multiple)."""
+
+
+MAX_INPUT_SIDE = 8192
+"""Largest side of ``input_size`` (Cityscapes' full resolution is 1024×2048)."""
+MAX_DECODER_CHANNELS = 4096
+"""Largest ``decoder_channels`` (as the widths of a coded encoder,
+:func:`~lightning_nas.methods.smnas.code.validate_code`)."""
+
+_MAX_CODE_LENGTH = 200
 
 
 def _is_int(value: object) -> bool:
@@ -142,37 +153,71 @@ class SMNASGenotype(Genotype):
     @classmethod
     def _validate(cls, fields: Mapping[str, Any], source: str) -> None:
         encoder, decoder = fields["encoder"], fields["decoder"]
-        if not isinstance(encoder, str) or not encoder:
-            raise field_error(source, "encoder", f"got {encoder!r}; expected an smp encoder name")
+        if (
+            not isinstance(encoder, str)
+            or not encoder
+            or len(encoder) > 200
+            or not encoder.isprintable()
+            or any(c.isspace() for c in encoder)
+        ):
+            raise field_error(
+                source,
+                "encoder",
+                f"got {value_repr(encoder)}; expected an smp encoder name (no spaces)",
+            )
         if decoder not in DECODERS:
             raise field_error(
-                source, "decoder", f"unknown decoder {decoder!r}; expected one of "
+                source, "decoder", f"unknown decoder {value_repr(decoder)}; expected one of "
                 + ", ".join(DECODERS)
             )  # fmt: skip
         size = fields["input_size"]
-        if len(size) != 2 or not all(_is_int(v) and v >= 1 for v in size):
-            raise field_error(source, "input_size", f"got {list(size)!r}; expected [H, W] > 0")
+        if len(size) != 2 or not all(_is_int(v) and 1 <= v <= MAX_INPUT_SIDE for v in size):
+            raise field_error(
+                source,
+                "input_size",
+                f"got {value_repr(list(size))}; expected [H, W], integers 1..{MAX_INPUT_SIDE}",
+            )
         depth = fields["encoder_depth"]
         if not _is_int(depth) or not 3 <= depth <= 5:
-            raise field_error(source, "encoder_depth", f"got {depth!r}; expected 3, 4 or 5")
-        stride = fields["output_stride"]
-        if stride not in (None, 8, 16, 32) or isinstance(stride, bool):
             raise field_error(
-                source, "output_stride", f"got {stride!r}; expected 8, 16, 32 or null"
+                source, "encoder_depth", f"got {value_repr(depth)}; expected 3, 4 or 5"
+            )
+        stride = fields["output_stride"]
+        if stride is not None and (not _is_int(stride) or stride not in (8, 16, 32)):
+            raise field_error(
+                source, "output_stride", f"got {value_repr(stride)}; expected 8, 16, 32 or null"
             )
         norm = fields["norm"]
         if norm not in NORMS:
-            raise field_error(source, "norm", f"got {norm!r}; expected one of {', '.join(NORMS)}")
-        channels = fields["decoder_channels"]
-        if channels is not None and (not _is_int(channels) or channels < 1):
             raise field_error(
-                source, "decoder_channels", f"got {channels!r}; expected a positive integer"
+                source, "norm", f"got {value_repr(norm)}; expected one of {', '.join(NORMS)}"
+            )
+        channels = fields["decoder_channels"]
+        if channels is not None and (
+            not _is_int(channels) or not 1 <= channels <= MAX_DECODER_CHANNELS
+        ):
+            raise field_error(
+                source,
+                "decoder_channels",
+                f"got {value_repr(channels)}; expected an integer 1..{MAX_DECODER_CHANNELS} "
+                "or null",
             )
         base, code = fields["base_width"], fields["code"]
         if encoder == CODED:
             if base is None or code is None:
                 raise field_error(
                     source, "code", "a coded encoder needs base_width and code (stage 2)"
+                )
+            if not _is_int(base) or base < 1:
+                raise field_error(
+                    source, "base_width", f"got {value_repr(base)}; expected a positive integer"
+                )
+            if not isinstance(code, str) or len(code) > _MAX_CODE_LENGTH:
+                raise field_error(
+                    source,
+                    "code",
+                    f"got {value_repr(code)}; expected a string of at most {_MAX_CODE_LENGTH} "
+                    "characters such as '11-21-21-21'",
                 )
             try:
                 validate_code(code, base, GN_GROUPS if norm == "gn_ws" else None)
@@ -182,8 +227,11 @@ class SMNASGenotype(Genotype):
             for key in ("base_width", "code"):
                 if fields[key] is not None:
                     raise field_error(
-                        source, key, f"got {fields[key]!r} with encoder {encoder!r}; expected "
+                        source, key, f"got {value_repr(fields[key])} with encoder "
+                        f"{value_repr(encoder)}; expected "
                         "null (only a coded encoder has one)"
                     )  # fmt: skip
             if norm != "bn":
-                raise field_error(source, "norm", f"{norm!r} needs a coded encoder; expected bn")
+                raise field_error(
+                    source, "norm", f"{value_repr(norm)} needs a coded encoder; expected bn"
+                )
