@@ -23,7 +23,7 @@ def table(result: Mapping[str, Any]) -> str:
     n_seeds, n_random = len(c["searched"]), len(c["random"])
     cost = result.get("search_minutes")
     lines = [
-        f"{'':26}{metric:>18}",
+        f"{'':26}{metric:>10}",
         f"{f'searched ({n_seeds} seeds)':26}{c['searched_mean']:>10.4f} ± {c['searched_std']:.4f}",
         f"{f'random ({n_random} genotypes)':26}{c['random_mean']:>10.4f} ± {c['random_std']:.4f}"
         f"   min {c['random_min']:.4f}  median {c['random_median']:.4f}  max {c['random_max']:.4f}",

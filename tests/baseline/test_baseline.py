@@ -101,3 +101,44 @@ def test_baseline_bad_input_is_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "missing.yaml" in err and len(err.splitlines()) == 1
+
+
+def test_latency_matched_random_genotypes_from_the_command_line_options(tmp_path, capsys):
+    import argparse
+
+    import torch
+
+    from lightning_nas.baseline.cli import _latency
+    from lightning_nas.baseline.run import random_genotypes
+    from lightning_nas.latency import LatencyTable
+    from lightning_nas.spaces import DartsSpace
+
+    def fake_ms(config):  # a deterministic table: op rank × size
+        ops = ["skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "sep_conv_5x5",
+               "dil_conv_3x3", "dil_conv_5x5"]  # fmt: skip
+        return float((ops.index(config.op) + 1 if config.op in ops else 9) * config.C_in + 1)
+
+    torch.manual_seed(0)
+    space = {"num_classes": 3, "C": 4, "layers": 3}
+    table = LatencyTable.build(DartsSpace(**space).latency_configs((16, 16)), input_size=(16, 16),
+                               measure=fake_ms, progress=False)  # fmt: skip
+    table.save(tmp_path / "table.json")
+    config = tmp_path / "space.yaml"
+    config.write_text(yaml.safe_dump({"class_path": "lightning_nas.spaces.DartsSpace",
+                                      "init_args": space}))  # fmt: skip
+    args = argparse.Namespace(latency_table=str(tmp_path / "table.json"),
+                              latency_space_config=str(config))  # fmt: skip
+    latency = _latency(args)
+    searched = genotypes.load(GENOTYPE)
+    reference = latency(searched)
+    paths = random_genotypes(searched, 3, 0, tmp_path / "g", latency=latency, tolerance=0.1)
+    drawn = [genotypes.load(p) for p in paths]
+    assert len(set(drawn)) == 3 and searched not in drawn
+    assert all(abs(latency(g) - reference) <= 0.1 * reference for g in drawn)
+    # without the space that prices genotypes: one line
+    with pytest.raises(SystemExit) as exit_info:
+        table_path = str(tmp_path / "table.json")
+        main(["baseline", "--genotype", str(GENOTYPE), "-c", str(config),
+              "--latency_table", table_path, "--out", str(tmp_path / "o")])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "--latency_space_config" in capsys.readouterr().err
