@@ -9,6 +9,7 @@ searched genotype and the random ones get the identical recipe and budget. A job
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,8 +106,13 @@ class RetrainEvaluator(Evaluator):
             raise ConfigError("RetrainEvaluator: the trial names no known baseline job")
         job = self.jobs[trial.params["job"]]
         args = self.arguments(job)
+        argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns about args + sys.argv
+        try:
+            with _quiet():
+                cli = NASCLI(args=args)
+        finally:
+            sys.argv = argv
         with _quiet():
-            cli = NASCLI(args=args)
             value = cli.trainer.callback_metrics.get(self.metric)
             if value is None:  # resumed after the last epoch: validate the last checkpoint
                 ckpt = next((a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path")), None)
