@@ -8,6 +8,7 @@ The shared callbacks live here; a method's own callbacks live in its package
 from typing import Any
 
 from callbacks.architecture_logger import ArchitectureLogger
+from callbacks.ddp_fault_guard import DDPFaultGuard
 from callbacks.distillation import Distillation
 from callbacks.genotype_writer import GenotypeWriter
 from callbacks.latency_regularization import LatencyRegularization
@@ -16,6 +17,7 @@ from lightning_nas.loss_terms import LossTerm
 
 __all__ = [
     "ArchitectureLogger",
+    "DDPFaultGuard",
     "Distillation",
     "GenotypeWriter",
     "LatencyRegularization",

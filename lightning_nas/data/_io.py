@@ -2,7 +2,8 @@
 
 Files are read into memory once and decoded from there (OpenCV for images and plain label
 PNGs, Pillow for palette PNGs, whose indices OpenCV would expand to colours). Every failure
-raises :class:`InvalidSampleError` naming the file.
+(missing, empty, truncated or undecodable file) raises :class:`InvalidSampleError` naming the
+file, in one line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 __all__ = ["InvalidSampleError", "read_image", "read_label", "read_palette_label"]
 
@@ -31,6 +32,8 @@ def _read_bytes(path: str, what: str) -> bytes:
         raise InvalidSampleError(f"cannot read {what} '{path}' (no such file)") from None
     except OSError as err:
         raise InvalidSampleError(f"cannot read {what} '{path}': {err.strerror or err}") from None
+    if not data:
+        raise InvalidSampleError(f"{what} '{path}' is empty (0 bytes)")
     if data.startswith(_PNG) and b"IEND" not in data[-64:]:
         raise InvalidSampleError(f"{what} '{path}' is truncated (PNG without its IEND chunk)")
     if data.startswith(_JPEG) and b"\xff\xd9" not in data[-64:]:
@@ -39,15 +42,15 @@ def _read_bytes(path: str, what: str) -> bytes:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Decode ``path`` as an RGB uint8 image ``(H, W, 3)`` (grey images are expanded).
+    """Decode ``path`` as an RGB uint8 image ``(H, W, 3)``.
+
+    Any channel count is read on purpose: grey images (ADE20K has some) are expanded to RGB, an
+    alpha channel is dropped, 16-bit images are reduced to 8 bits (OpenCV's ``IMREAD_COLOR``).
 
     Raises:
-        InvalidSampleError: Naming the file, if it is missing, truncated or not an image.
+        InvalidSampleError: Naming the file, if it is missing, empty, truncated or not an image.
     """
-    data = _read_bytes(path, "image")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InvalidSampleError(f"cannot decode image '{path}' (corrupt or not an image)")
+    image = _decode(_read_bytes(path, "image"), cv2.IMREAD_COLOR, path, "image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -55,13 +58,19 @@ def read_label(path: str) -> np.ndarray:
     """Decode ``path`` unchanged (label ids as stored: uint8 or uint16, one channel expected).
 
     Raises:
-        InvalidSampleError: Naming the file, if it is missing, truncated or not an image.
+        InvalidSampleError: Naming the file, if it is missing, empty, truncated or not an image.
     """
-    data = _read_bytes(path, "label")
-    label = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise InvalidSampleError(f"cannot decode label '{path}' (corrupt or not an image)")
-    return label
+    return _decode(_read_bytes(path, "label"), cv2.IMREAD_UNCHANGED, path, "label")
+
+
+def _decode(data: bytes, flags: int, path: str, what: str) -> np.ndarray:
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        decoded = None
+    if decoded is None:
+        raise InvalidSampleError(f"cannot decode {what} '{path}' (corrupt or not an image)")
+    return decoded
 
 
 def read_palette_label(path: str) -> np.ndarray:
@@ -71,19 +80,22 @@ def read_palette_label(path: str) -> np.ndarray:
     labels of VOC's ``SegmentationClass`` (and ``SegmentationClassAug``, stored as grey).
 
     Raises:
-        InvalidSampleError: Naming the file, if it is missing, truncated, not an image, or in
-            a mode other than "P" / "L".
+        InvalidSampleError: Naming the file, if it is missing, empty, truncated, not an image,
+            or in a mode other than "P" / "L".
     """
     data = _read_bytes(path, "label")
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.mode not in ("P", "L"):
                 raise InvalidSampleError(
-                    f"label '{path}' is a {image.mode} image; expected palette (P) or grey (L) "
-                    "indices"
+                    f"label '{path}' has mode {image.mode} ({len(image.getbands())} channels); "
+                    "expected palette (P) or grey (L) indices"
                 )
             return np.array(image)
     except InvalidSampleError:
         raise
+    except UnidentifiedImageError:
+        message = f"cannot decode label '{path}' (corrupt or not an image)"
+        raise InvalidSampleError(message) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise InvalidSampleError(f"cannot decode label '{path}': {err}") from None

@@ -250,7 +250,8 @@ class SegmentationDataset(Dataset):
         label = self.read_label(label_path)
         if label.ndim != 2:
             raise InvalidSampleError(
-                f"label '{label_path}' has shape {label.shape}; expected one channel of label ids"
+                f"label '{label_path}' has {label.shape[2]} channels; expected one channel of "
+                "label ids (not a colour rendering)"
             )
         if self.label_mapping is not None:
             try:
@@ -261,9 +262,14 @@ class SegmentationDataset(Dataset):
                 ) from err
         if label.shape != image.shape[:2]:
             raise InvalidSampleError(
-                f"label '{label_path}' is {label.shape}, image '{image_path}' is {image.shape[:2]}"
+                f"label '{label_path}' is {_hw(label.shape)} but its image '{image_path}' is "
+                f"{_hw(image.shape)} (height x width); expected the same size"
             )
         return image, label
+
+
+def _hw(shape: tuple[int, ...]) -> str:
+    return f"{shape[0]}x{shape[1]}"
 
 
 class SegmentationDataModule(L.LightningDataModule, ABC):
@@ -681,6 +687,10 @@ class _DeferredDataLoader(DataLoader):
     the global generator as it is when its first batch is drawn, which comes after that hook in
     every case, so reseeding there fixes the epoch whatever ``num_workers`` is.
 
+    An :class:`InvalidSampleError` raised in a worker process reaches the main process as a new
+    one whose message holds the worker's whole traceback; the iterator raises the original
+    one-line message instead (chained to the worker's, for the traceback).
+
     The iterator also takes the ``"skipped"`` key (``skip_invalid`` mode) out of every batch and
     warns once per epoch with the count of skipped files, when the epoch ends (or when the
     iterator is dropped before its end, as with ``limit_train_batches``).
@@ -709,6 +719,11 @@ class _DeferredIterator:
         except StopIteration:
             self._warn()
             raise
+        except InvalidSampleError as err:
+            message = _unwrap_worker_error(str(err))
+            if message is None:
+                raise
+            raise InvalidSampleError(message) from err
         if isinstance(batch, dict) and "skipped" in batch:
             self._skipped += [line for text in batch.pop("skipped") for line in text.splitlines()]
         return batch
@@ -726,3 +741,22 @@ class _DeferredIterator:
 
     def __del__(self) -> None:
         self._warn()
+
+
+def _unwrap_worker_error(text: str) -> str | None:
+    r"""The original message of an error torch re-raised from a DataLoader worker, else ``None``.
+
+    Example:
+        >>> _unwrap_worker_error("Caught InvalidSampleError in DataLoader worker process 0.\n"
+        ...     "Original Traceback (most recent call last):\n  File ...\n"
+        ...     "lightning_nas.data._io.InvalidSampleError: image 'a.png' is empty (0 bytes)\n")
+        "image 'a.png' is empty (0 bytes)"
+    """
+    lines = text.rstrip().splitlines()
+    if not lines or not lines[0].startswith("Caught InvalidSampleError"):
+        return None
+    for line in reversed(lines):
+        _, found, message = line.partition("InvalidSampleError: ")
+        if found and not line.startswith(" "):
+            return message
+    return None

@@ -311,4 +311,4 @@ class SyntheticDataModule(SegmentationDataModule):
                 f"'{root / 'meta.json'}' does not match the requested synthetic dataset; "
                 "call prepare_data() to re-render it"
             )
-        return match_pairs(image_dir, label_dir)
+        return match_pairs(image_dir, label_dir, problems=self.listing_problems)

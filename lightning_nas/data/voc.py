@@ -123,6 +123,11 @@ class VOCDataModule(SegmentationDataModule):
         for line in list_file.read_text().splitlines():
             if line.strip():
                 ids.append(Path(line.split()[0]).stem)
+        if not ids:
+            raise FileNotFoundError(
+                f"{type(self).__name__}: list '{list_file}' is empty; expected one image id "
+                "per line"
+            )
         return ids
 
     def list_pairs(self, split: str) -> list[tuple[Path, Path]]:
