@@ -43,7 +43,16 @@ if TYPE_CHECKING:
 
     from lightning_nas.latency.table import LatencyTable
 
-__all__ = ["ProductSpace", "latency_function", "random_space_of", "sample_genotypes"]
+__all__ = [
+    "ProductSpace",
+    "cell_decisions",
+    "cell_edges",
+    "cell_params",
+    "input_pairs",
+    "latency_function",
+    "random_space_of",
+    "sample_genotypes",
+]
 
 
 def random_space_of(genotype: Genotype) -> DiscreteSpace:
@@ -313,3 +322,62 @@ def latency_function(
         return float(space.derived_latency(table, genotype, size))
 
     return latency
+
+
+# ------------------------------------------------------------- cells of two-input nodes
+def input_pairs(node: int) -> tuple[str, ...]:
+    """Choices of a cell node's two inputs: unordered distinct pairs ``"a,b"`` of ``0..node+1``.
+
+    Inputs ``0`` and ``1`` are the cell's two inputs, ``2 + m`` is node ``m``.
+
+    Example:
+        >>> input_pairs(1)
+        ('0,1', '0,2', '1,2')
+    """
+    return tuple(f"{a},{b}" for a, b in itertools.combinations(range(node + 2), 2))
+
+
+def cell_decisions(prefix: str, nodes: int, ops: Sequence[str]) -> dict[str, Sequence[str]]:
+    """The decisions of a cell of two-input nodes: ``<prefix><i>_inputs``, ``_op0``, ``_op1``.
+
+    One categorical over the node's input pairs and one operation per edge, so every valid cell
+    is one combination of choices: uniform draws are uniform over cells.
+    """
+    out: dict[str, Sequence[str]] = {}
+    for i in range(nodes):
+        out[f"{prefix}{i}_inputs"] = input_pairs(i)
+        out[f"{prefix}{i}_op0"] = tuple(ops)
+        out[f"{prefix}{i}_op1"] = tuple(ops)
+    return out
+
+
+def cell_edges(params: Mapping[str, Any], prefix: str, nodes: int) -> tuple[tuple[str, int], ...]:
+    """The cell's ``(op, input)`` edges of :func:`cell_decisions` choices (sorted by input)."""
+    edges: list[tuple[str, int]] = []
+    for i in range(nodes):
+        a, b = (int(v) for v in str(params[f"{prefix}{i}_inputs"]).split(","))
+        edges += [(params[f"{prefix}{i}_op0"], a), (params[f"{prefix}{i}_op1"], b)]
+    return tuple(edges)
+
+
+def cell_params(
+    edges: Sequence[tuple[str, int]], prefix: str, nodes: int, ops: Sequence[str], where: str
+) -> dict[str, object]:
+    """The :func:`cell_decisions` choices of ``edges`` (the inverse of :func:`cell_edges`).
+
+    Raises:
+        ConfigError: A node with the same input twice or an operation outside ``ops``; the
+            message starts with ``where`` (e.g. ``"DartsCellSpace: normal node"``) and the node.
+    """
+    out: dict[str, object] = {}
+    for i in range(nodes):
+        (op0, a), (op1, b) = sorted(edges[2 * i : 2 * i + 2], key=lambda e: e[1])
+        if a == b:
+            raise ConfigError(f"{where} {i} takes input {a} twice; expected two distinct inputs")
+        for op in (op0, op1):
+            if op not in ops:
+                raise ConfigError(f"{where} {i} uses {op!r}; expected one of " + ", ".join(ops))
+        out[f"{prefix}{i}_inputs"] = f"{a},{b}"
+        out[f"{prefix}{i}_op0"] = op0
+        out[f"{prefix}{i}_op1"] = op1
+    return out

@@ -25,14 +25,13 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
 from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.methods.autodeeplab.genotype import AUTODEEPLAB_PRIMITIVES, AutoDeepLabGenotype
-from lightning_nas.strategies.sampling import ProductSpace
+from lightning_nas.strategies.sampling import ProductSpace, cell_decisions, cell_edges, cell_params
 
 __all__ = [
     "AUTODEEPLAB_CELL_OPS",
@@ -127,10 +126,6 @@ def rank_path(path: Sequence[int], levels: int) -> int:
     return index
 
 
-def _input_pairs(block: int) -> tuple[str, ...]:
-    return tuple(f"{a},{b}" for a, b in itertools.combinations(range(block + 2), 2))
-
-
 class AutoDeepLabDiscreteSpace(ProductSpace):
     """Auto-DeepLab architectures of a fixed shape (blocks, layers, strides), for discrete search.
 
@@ -197,21 +192,15 @@ class AutoDeepLabDiscreteSpace(ProductSpace):
     def decisions(self) -> dict[str, Sequence[Any]]:
         """Per block its input pair and two operations; then the path index."""
         out: dict[str, Sequence[Any]] = {}
-        for b in range(self.blocks):
-            out[f"block{b}_inputs"] = _input_pairs(b)
-            out[f"block{b}_op0"] = self.primitives
-            out[f"block{b}_op1"] = self.primitives
+        out.update(cell_decisions("block", self.blocks, self.primitives))
         out["path"] = range(self.num_paths)
         return out
 
     def genotype(self, params: Mapping[str, Any]) -> AutoDeepLabGenotype:
         """The architecture of one choice per decision (each block's edges sorted by input)."""
-        cell: list[tuple[str, int]] = []
-        for b in range(self.blocks):
-            j, k = (int(v) for v in str(params[f"block{b}_inputs"]).split(","))
-            cell += [(params[f"block{b}_op0"], j), (params[f"block{b}_op1"], k)]
+        cell = cell_edges(params, "block", self.blocks)
         path = unrank_path(int(params["path"]), self.layers, len(self.strides))
-        return AutoDeepLabGenotype(cell=tuple(cell), path=path, strides=self.strides)
+        return AutoDeepLabGenotype(cell=cell, path=path, strides=self.strides)
 
     def params(self, genotype: AutoDeepLabGenotype) -> dict[str, object]:
         """The decisions of ``genotype`` (its blocks' edges taken in input order).
@@ -231,23 +220,8 @@ class AutoDeepLabDiscreteSpace(ProductSpace):
                 f"AutoDeepLabDiscreteSpace: (blocks, layers, strides) = {shape}; expected "
                 f"{(self.blocks, self.layers, self.strides)}"
             )
-        out: dict[str, object] = {}
-        for b in range(self.blocks):
-            (op0, j), (op1, k) = sorted(genotype.cell[2 * b : 2 * b + 2], key=lambda e: e[1])
-            if j == k:
-                raise ConfigError(
-                    f"AutoDeepLabDiscreteSpace: block {b} takes input {j} twice; expected two "
-                    "distinct inputs"
-                )
-            for op in (op0, op1):
-                if op not in self.primitives:
-                    raise ConfigError(
-                        f"AutoDeepLabDiscreteSpace: block {b} uses {op!r}; expected one of "
-                        + ", ".join(self.primitives)
-                    )
-            out[f"block{b}_inputs"] = f"{j},{k}"
-            out[f"block{b}_op0"] = op0
-            out[f"block{b}_op1"] = op1
+        where = "AutoDeepLabDiscreteSpace: block"
+        out = cell_params(genotype.cell, "block", self.blocks, self.primitives, where)
         out["path"] = rank_path(genotype.path, len(self.strides))
         return out
 

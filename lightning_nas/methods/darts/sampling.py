@@ -27,15 +27,14 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lightning_nas.errors import ConfigError, check_min_ints
 from lightning_nas.methods.darts.genotype import DARTS_PRIMITIVES, DartsGenotype
-from lightning_nas.strategies.sampling import ProductSpace
+from lightning_nas.strategies.sampling import ProductSpace, cell_decisions, cell_edges, cell_params
 
-__all__ = ["DARTS_CELL_OPS", "DartsCellSpace", "input_pairs", "random_space"]
+__all__ = ["DARTS_CELL_OPS", "DartsCellSpace", "random_space"]
 
 DARTS_CELL_OPS: tuple[str, ...] = tuple(p for p in DARTS_PRIMITIVES if p != "none")
 """The operations of a derived cell: :data:`DARTS_PRIMITIVES` but ``none``."""
@@ -43,24 +42,15 @@ DARTS_CELL_OPS: tuple[str, ...] = tuple(p for p in DARTS_PRIMITIVES if p != "non
 _CELLS = ("normal", "reduce")
 
 
-def input_pairs(node: int) -> tuple[str, ...]:
-    """The choices of intermediate node ``node``'s inputs: unordered distinct pairs, ``"a,b"``.
-
-    Example:
-        >>> input_pairs(1)
-        ('0,1', '0,2', '1,2')
-    """
-    return tuple(f"{a},{b}" for a, b in itertools.combinations(range(node + 2), 2))
-
-
 class DartsCellSpace(ProductSpace):
     """Derived DARTS cell pairs (normal + reduction) of a fixed shape, for discrete searches.
 
     Per cell and intermediate node ``i``: ``<cell>_node<i>_inputs`` (one of
-    :func:`input_pairs`), ``<cell>_node<i>_op0`` (the operation on the edge from the smaller
-    input) and ``<cell>_node<i>_op1`` (the larger). The genotype lists node ``i``'s edges in
-    that order; ``params`` of a genotype listing them otherwise (DARTS writes the stronger edge
-    first) gives the same cell, which ``sample`` returns with its edges sorted.
+    :func:`~lightning_nas.strategies.sampling.input_pairs`), ``<cell>_node<i>_op0`` (the
+    operation on the edge from the smaller input) and ``<cell>_node<i>_op1`` (the larger). The
+    genotype lists node ``i``'s edges in that order; ``params`` of a genotype listing them
+    otherwise (DARTS writes the stronger edge first) gives the same cell, which ``sample``
+    returns with its edges sorted.
 
     Args:
         steps: Intermediate nodes of the normal cell (DARTS: 4).
@@ -126,21 +116,12 @@ class DartsCellSpace(ProductSpace):
         """Per cell and node: its input pair and the operation of each of its two edges."""
         out: dict[str, Sequence[Any]] = {}
         for cell in _CELLS:
-            for i in range(self.steps[cell]):
-                out[f"{cell}_node{i}_inputs"] = input_pairs(i)
-                out[f"{cell}_node{i}_op0"] = self.primitives
-                out[f"{cell}_node{i}_op1"] = self.primitives
+            out.update(cell_decisions(f"{cell}_node", self.steps[cell], self.primitives))
         return out
 
     def genotype(self, params: Mapping[str, Any]) -> DartsGenotype:
         """The cell pair of one choice per decision (each node's edges sorted by input)."""
-        genes: dict[str, tuple[tuple[str, int], ...]] = {}
-        for cell in _CELLS:
-            gene: list[tuple[str, int]] = []
-            for i in range(self.steps[cell]):
-                a, b = (int(v) for v in str(params[f"{cell}_node{i}_inputs"]).split(","))
-                gene += [(params[f"{cell}_node{i}_op0"], a), (params[f"{cell}_node{i}_op1"], b)]
-            genes[cell] = tuple(gene)
+        genes = {cell: cell_edges(params, f"{cell}_node", self.steps[cell]) for cell in _CELLS}
         return DartsGenotype(
             normal=genes["normal"],
             normal_concat=self.concat["normal"],
@@ -168,22 +149,8 @@ class DartsCellSpace(ProductSpace):
                     f"DartsCellSpace: the {cell} cell has {len(gene) // 2} nodes and concat "
                     f"{list(concat)}; expected {self.steps[cell]} and {list(self.concat[cell])}"
                 )
-            for i in range(self.steps[cell]):
-                (op0, a), (op1, b) = sorted(gene[2 * i : 2 * i + 2], key=lambda e: e[1])
-                if a == b:
-                    raise ConfigError(
-                        f"DartsCellSpace: {cell} node {i} takes input {a} twice; expected two "
-                        "distinct inputs"
-                    )
-                for op in (op0, op1):
-                    if op not in self.primitives:
-                        raise ConfigError(
-                            f"DartsCellSpace: {cell} node {i} uses {op!r}; expected one of "
-                            + ", ".join(self.primitives)
-                        )
-                out[f"{cell}_node{i}_inputs"] = f"{a},{b}"
-                out[f"{cell}_node{i}_op0"] = op0
-                out[f"{cell}_node{i}_op1"] = op1
+            where = f"DartsCellSpace: {cell} node"
+            out.update(cell_params(gene, f"{cell}_node", self.steps[cell], self.primitives, where))
         return out
 
     def __repr__(self) -> str:
