@@ -17,32 +17,6 @@ _BRANCH_COLOURS = ("#1f77b4", "#d62728", "#2ca02c")
 _SHARED = "#555555"
 
 
-def _shares(genotype: FasterSegGenotype, i: int, j: int, layer: int) -> bool:
-    """Whether branches ``i`` and ``j`` run one cell at ``layer`` (all earlier cells shared)."""
-    paths, ops, widths = genotype.paths, genotype.ops, genotype.widths
-    for k in range(layer + 1):
-        if k + 1 >= len(paths[i]) or k + 1 >= len(paths[j]):
-            return False  # a branch's last cell is its own
-        if (paths[i][k + 1], ops[i][k], widths[i][k]) != (paths[j][k + 1], ops[j][k], widths[j][k]):
-            return False
-    return True
-
-
-def _groups(genotype: FasterSegGenotype, layer: int) -> list[list[int]]:
-    """The branches that run a cell at ``layer``, grouped by the cell they share."""
-    groups: list[list[int]] = []
-    for b in range(genotype.num_branches):
-        if layer >= len(genotype.paths[b]):
-            continue
-        for group in groups:
-            if _shares(genotype, group[0], b, layer):
-                group.append(b)
-                break
-        else:
-            groups.append([b])
-    return groups
-
-
 def draw(genotype: FasterSegGenotype) -> Figure:
     """Every branch's cells on a grid: x = cell, y = scale (1/8, 1/16, 1/32).
 
@@ -80,7 +54,7 @@ def draw(genotype: FasterSegGenotype) -> Figure:
 
     label_kw = {"ha": "center", "va": "center", "fontsize": 7, "zorder": 4}
     for layer in range(cells):
-        groups = _groups(genotype, layer)
+        groups = genotype.cell_groups(layer)
         at: dict[int, list[list[int]]] = {}
         for group in groups:
             at.setdefault(genotype.paths[group[0]][layer], []).append(group)

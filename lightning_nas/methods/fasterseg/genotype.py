@@ -186,3 +186,35 @@ class FasterSegGenotype(Genotype):
         """1 for each cell of ``branch`` that downsamples (stride 2), else 0."""
         path = self.paths[branch]
         return tuple(b - a for a, b in zip(path, path[1:])) + (0,)
+
+    def shares_cell(self, i: int, j: int, layer: int) -> bool:
+        """Whether branches ``i`` and ``j`` run one cell at ``layer`` (and every cell before).
+
+        Branches share a cell while their paths, operations and widths agree up to it; a
+        branch's last cell is its own.
+        """
+        paths, ops, widths = self.paths, self.ops, self.widths
+        for k in range(layer + 1):
+            if k + 1 >= len(paths[i]) or k + 1 >= len(paths[j]):
+                return False
+            if (paths[i][k + 1], ops[i][k], widths[i][k]) != (
+                paths[j][k + 1],
+                ops[j][k],
+                widths[j][k],
+            ):
+                return False
+        return True
+
+    def cell_groups(self, layer: int) -> list[list[int]]:
+        """The branches that run a cell at ``layer``, grouped by the cell they share."""
+        groups: list[list[int]] = []
+        for b in range(self.num_branches):
+            if layer >= len(self.paths[b]):
+                continue
+            for group in groups:
+                if self.shares_cell(group[0], b, layer):
+                    group.append(b)
+                    break
+            else:
+                groups.append([b])
+        return groups

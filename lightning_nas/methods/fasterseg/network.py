@@ -197,21 +197,6 @@ def refine_steps(
     return tuple(steps)
 
 
-def _shares(genotype: FasterSegGenotype, i: int, j: int, layer: int) -> bool:
-    """Whether branches ``i`` and ``j`` run the same cell at ``layer`` (and all before it)."""
-    paths, ops, widths = genotype.paths, genotype.ops, genotype.widths
-    for k in range(layer + 1):
-        if k + 1 >= len(paths[i]) or k + 1 >= len(paths[j]):
-            return False  # a branch's last cell is its own
-        if (
-            paths[i][k + 1] != paths[j][k + 1]
-            or ops[i][k] != ops[j][k]
-            or widths[i][k] != widths[j][k]
-        ):
-            return False
-    return True
-
-
 def fasterseg_plan(genotype: FasterSegGenotype, Fch: int = 12) -> FasterSegPlan:
     """Plan the network of ``genotype``: its cells (shared ones once) and channel counts.
 
@@ -243,17 +228,7 @@ def fasterseg_plan(genotype: FasterSegGenotype, Fch: int = 12) -> FasterSegPlan:
     features: list[list[int | None]] = [[stem[2], None, None] for _ in range(num_branches)]
     cells: list[FasterSegCellPlan] = []
     for layer in range(max(len(p) for p in genotype.paths)):
-        groups: list[list[int]] = []
-        for b in range(num_branches):
-            if layer >= len(genotype.paths[b]):
-                continue
-            for group in groups:
-                if _shares(genotype, group[0], b, layer):
-                    group.append(b)
-                    break
-            else:
-                groups.append([b])
-        for group in groups:
+        for group in genotype.cell_groups(layer):
             b = group[0]
             path, widths = genotype.paths[b], genotype.widths[b]
             last_cell = layer == len(path) - 1
