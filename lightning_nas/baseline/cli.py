@@ -15,7 +15,6 @@ the retrains.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,12 +100,7 @@ def baseline_main(argv: Sequence[str] | None = None) -> int:
             heartbeat_interval=args.heartbeat_interval,
         )
     except Exception as err:  # noqa: BLE001 - user errors become one line
-        from lightning_nas.strategies.cli import _user_error
+        from lightning_nas.strategies.cli import one_line_error
 
-        user = _user_error(err)
-        if user is None or os.environ.get("LIGHTNING_NAS_TRACEBACK"):
-            raise
-        message = " ".join(str(user).split()) or type(user).__name__
-        print(f"error: {type(user).__name__}: {message}", file=sys.stderr)
-        return 2
+        return one_line_error(err)
     return 0

@@ -116,12 +116,20 @@ def study_main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, --print_config
         return int(exit_.code or 0)
     except Exception as err:  # noqa: BLE001 - user errors become one line
-        user = _user_error(err)
-        if user is None or os.environ.get("LIGHTNING_NAS_TRACEBACK"):
-            raise
-        message = " ".join(str(user).split()) or type(user).__name__
-        print(f"error: {type(user).__name__}: {message}", file=sys.stderr)
-        return 2
+        return one_line_error(err)
+
+
+def one_line_error(err: Exception) -> int:
+    """Print the user error behind ``err`` as one line on stderr and return 2; else re-raise.
+
+    Call it in an ``except`` block. ``LIGHTNING_NAS_TRACEBACK=1`` re-raises every error.
+    """
+    user = _user_error(err)
+    if user is None or os.environ.get("LIGHTNING_NAS_TRACEBACK"):
+        raise err
+    message = " ".join(str(user).split()) or type(user).__name__
+    print(f"error: {type(user).__name__}: {message}", file=sys.stderr)
+    return 2
 
 
 def _user_error(err: BaseException) -> BaseException | None:
