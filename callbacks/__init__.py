@@ -10,6 +10,7 @@ from typing import Any
 from callbacks.architecture_logger import ArchitectureLogger
 from callbacks.ddp_fault_guard import DDPFaultGuard
 from callbacks.distillation import Distillation
+from callbacks.exact_resume import ExactResume
 from callbacks.genotype_writer import GenotypeWriter
 from callbacks.latency_regularization import LatencyRegularization
 from callbacks.prediction_writer import PredictionWriter
@@ -19,6 +20,7 @@ __all__ = [
     "ArchitectureLogger",
     "DDPFaultGuard",
     "Distillation",
+    "ExactResume",
     "GenotypeWriter",
     "LatencyRegularization",
     "LossTerm",

@@ -22,12 +22,11 @@ not reduce: they are averaged over ranks explicitly (``all_reduce``) before use.
 Resume: both optimizers, both schedulers, the architecture parameters and BatchNorm statistics are
 in the checkpoint; with a seed, the global RNGs are reseeded with ``seed + epoch`` at the start of
 every epoch, so the data order, the augmentations and any sampling of an epoch depend only on the
-epoch — a search resumed with ``--ckpt_path`` from an end-of-epoch checkpoint (the default
-``ModelCheckpoint``) is bit-identical to an uninterrupted one. A checkpoint saved in the middle of
-an epoch resumes correctly but not bit-identically (Lightning restarts the epoch's data); a warning
-says so. Every checkpoint records which it is (``checkpoint["lightning_nas/mid_epoch"]``, from the
-public ``trainer.is_last_batch``); checkpoints written before that key existed resume without the
-warning.
+epoch. :class:`callbacks.ExactResume` (added unless configured) also saves the global random
+generators, and the DataModules' training loaders save their position in the epoch, so a search
+resumed with ``--ckpt_path`` from any checkpoint, also one saved between two batches
+(``ModelCheckpoint(every_n_train_steps=N)``), is bit-identical to an uninterrupted one
+(docs/resume.md says what is exact and what is not).
 
 AMP: gradients are clipped in ``on_before_optimizer_step``, after the precision plugin has
 unscaled them. The second-order path sets gradients by hand and is refused under ``16-mixed``.
@@ -52,7 +51,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -65,6 +63,7 @@ from lightning_nas.finite import LOG_KEY as NONFINITE_LOG_KEY
 from lightning_nas.finite import NonFiniteGuard
 from lightning_nas.genotypes import Genotype
 from lightning_nas.loss_terms import collect_terms
+from lightning_nas.resume import MID_EPOCH_KEY  # noqa: F401  (re-exported, older imports)
 from lightning_nas.spaces.base import SearchSpace
 
 # The module's defaults are DARTS' recipe (``train_search.py``: SGD 0.025 / 0.9 / 3e-4 with cosine
@@ -83,9 +82,6 @@ DEFAULT_ARCH_OPTIMIZER: dict[str, Any] = {
     "class_path": "torch.optim.Adam",
     "init_args": {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3},
 }
-
-#: Checkpoint key: ``True`` when the checkpoint was saved between two training batches of an epoch.
-MID_EPOCH_KEY = "lightning_nas/mid_epoch"
 
 
 class SearchModule(SegmentationEvalMixin, LightningModule):
@@ -189,8 +185,6 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
             num_classes=space.num_classes, ignore_index=ignore_index, average="macro"
         )
         self.test_miou = self.val_miou.clone()
-        self._batches_this_epoch = 0  # training batches begun since the last epoch end
-        self._resumed_mid_epoch = False  # set by on_load_checkpoint
 
     # ----------------------------------------------------------------- public API
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,13 +280,6 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         return int(global_seed) if global_seed is not None else None
 
     def on_train_start(self) -> None:
-        resumed_mid_epoch, self._resumed_mid_epoch = self._resumed_mid_epoch, False
-        if resumed_mid_epoch and self.trainer.ckpt_path is not None:
-            rank_zero_warn(
-                "resuming from a checkpoint saved in the middle of an epoch: the search continues "
-                "correctly, but is not bit-identical to an uninterrupted run (only end-of-epoch "
-                "checkpoints are)"
-            )
         if self.unrolled and "16" in str(self.trainer.precision):
             raise ConfigError(
                 f"model.unrolled: true is not supported with trainer.precision="
@@ -312,12 +299,6 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         for sched in self._schedulers():
             while sched.last_epoch < self.current_epoch:
                 sched.step()
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._batches_this_epoch += 1
-
-    def on_train_epoch_end(self) -> None:
-        self._batches_this_epoch = 0
 
     # ----------------------------------------------------------------- training
     def _loss_with_terms(
@@ -469,11 +450,9 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["genotype"] = self.derive().to_dict()
-        checkpoint[MID_EPOCH_KEY] = self._saving_mid_epoch()
         checkpoint[NONFINITE_KEY] = self._nonfinite.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._resumed_mid_epoch = bool(checkpoint.get(MID_EPOCH_KEY, False))
         self._nonfinite.load_state_dict(checkpoint.get(NONFINITE_KEY, {}))
 
     def on_fit_end(self) -> None:
@@ -481,21 +460,9 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         if summary:
             rank_zero_warn(summary)
 
-    def _saving_mid_epoch(self) -> bool:
-        """Whether a checkpoint saved now lies between two training batches of an epoch.
-
-        Saved at the last batch (its end, the epoch-end validation, ``on_train_epoch_end``), at
-        the start of an epoch, or outside ``fit``, it does not: resuming from it is bit-identical.
-        """
-        return (
-            self.trainer.state.fn == TrainerFn.FITTING
-            and self._batches_this_epoch > 0
-            and not self.trainer.is_last_batch
-        )
-
     def configure_callbacks(self) -> list[Callback]:
-        """Add the genotype writer and the architecture logger unless the user configured them."""
-        from callbacks import ArchitectureLogger, GenotypeWriter
+        """Add the genotype writer, the architecture logger and exact resume unless configured."""
+        from callbacks import ArchitectureLogger, ExactResume, GenotypeWriter
 
         try:  # the Trainer attaches itself before it calls this hook
             have = {type(cb) for cb in self.trainer.callbacks}
@@ -506,4 +473,6 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
             extra.append(GenotypeWriter())
         if not any(issubclass(t, ArchitectureLogger) for t in have):
             extra.append(ArchitectureLogger())
+        if not any(issubclass(t, ExactResume) for t in have):
+            extra.append(ExactResume())
         return extra

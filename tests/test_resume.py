@@ -1,4 +1,10 @@
-"""--ckpt_path continues a search bit-exactly: stop after epoch 1 + resume == uninterrupted run."""
+"""--ckpt_path continues a search bit-exactly from any checkpoint, at an epoch end or mid-epoch.
+
+In process: one run saves a checkpoint after every batch; runs resumed from some of them (with
+another initialisation, so everything must come from the checkpoint) end with the same
+architecture parameters, weights and learning rate. A real ``lightning fit`` killed with SIGKILL
+at a random step and rerun with ``--ckpt_path last`` ends bit-identical to an uninterrupted one.
+"""
 
 import warnings
 
@@ -6,9 +12,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
 
 from lightning_nas.data import SyntheticDataModule
-from lightning_nas.search import MID_EPOCH_KEY, SearchModule
+from lightning_nas.resume import CHECKPOINT_KEY, MID_EPOCH_KEY, capture_rng, restore_rng
+from lightning_nas.search import SearchModule
 from lightning_nas.spaces import DartsSpace, FasterSegSpace
 
 
@@ -25,17 +33,20 @@ def make_module(seed, unrolled=False, space="darts"):
     return SearchModule(space, weight_lr_scheduler=sched, unrolled=unrolled, epoch_seed=7)
 
 
-def fit(module, root, out, max_epochs, num_workers, ckpt_path=None, checkpoint=None):
-    data = SyntheticDataModule(
+def data(root, num_workers, cls=SyntheticDataModule):
+    return cls(
         root=root,
         num_train=16,
         num_val=8,
         image_size=32,
         search=True,
-        batch_size=4,
+        batch_size=2,
         num_workers=num_workers,
         scale_range=(0.75, 1.25),
     )
+
+
+def fit(module, datamodule, out, max_epochs, ckpt_path=None, callbacks=()):
     trainer = pl.Trainer(
         default_root_dir=out,
         max_epochs=max_epochs,
@@ -44,80 +55,111 @@ def fit(module, root, out, max_epochs, num_workers, ckpt_path=None, checkpoint=N
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[checkpoint or ModelCheckpoint(dirpath=out / "ckpt", save_last=True)],
+        callbacks=[ModelCheckpoint(dirpath=out / "ckpt", save_last=True), *callbacks],
     )
-    trainer.fit(module, data, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule, ckpt_path=ckpt_path)
     return trainer
 
 
+def every_batch(out):
+    # each search batch makes two optimizer steps (architecture, weights)
+    return ModelCheckpoint(dirpath=out / "every", every_n_train_steps=2, save_top_k=-1)
+
+
+def assert_same_state(a, b):
+    for name, value in a.arch_parameters().items():
+        assert torch.equal(b.arch_parameters()[name], value), name
+    for (name, x), y in zip(a.space.state_dict().items(), b.space.state_dict().values()):
+        assert torch.equal(x, y), name  # weights and BatchNorm statistics
+    assert b.optimizers()[0].param_groups[0]["lr"] == a.optimizers()[0].param_groups[0]["lr"]
+
+
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Using ModelCheckpoint with manual optimization")
 @pytest.mark.parametrize(
     "num_workers,unrolled,space",
     [(0, False, "darts"), (2, False, "darts"), (0, True, "darts"), (0, False, "fasterseg")],
     ids=["workers0", "workers2", "second_order", "fasterseg"],
 )
-def test_resume_is_bit_identical(tmp_path, synthetic_root, num_workers, unrolled, space):
+def test_resume_is_bit_identical_at_epoch_ends_and_mid_epoch(
+    tmp_path, synthetic_root, num_workers, unrolled, space
+):
+    # 16 scenes -> halves of 8 -> 4 batches of 2 per epoch, 2 epochs
     full = make_module(0, unrolled, space)
-    fit(full, synthetic_root, tmp_path / "full", 2, num_workers)
-
-    first = make_module(0, unrolled, space)
-    fit(first, synthetic_root, tmp_path / "part", 1, num_workers)
-    after_epoch1 = {k: v.detach().clone() for k, v in first.arch_parameters().items()}
-    # different init: everything must come from the ckpt
-    resumed = make_module(123, unrolled, space)
-    trainer = fit(
-        resumed,
-        synthetic_root,
-        tmp_path / "part",
+    fit(
+        full,
+        data(synthetic_root, num_workers),
+        tmp_path / "full",
         2,
-        num_workers,
-        ckpt_path=str(tmp_path / "part" / "ckpt" / "last.ckpt"),
+        callbacks=[every_batch(tmp_path)],
     )
+    saved = tmp_path / "every"
+    epoch_end = saved / "epoch=0-step=8.ckpt"  # after the last batch of epoch 0
+    mid_epoch = saved / "epoch=1-step=12.ckpt"  # after batch 2 of epoch 1
+    flags = {
+        p.name: torch.load(p, map_location="cpu", weights_only=True)[MID_EPOCH_KEY]
+        for p in (epoch_end, mid_epoch)
+    }
+    assert flags == {epoch_end.name: False, mid_epoch.name: True}
+    for ckpt in (epoch_end, mid_epoch):
+        resumed = make_module(123, unrolled, space)  # another init: all must come from the ckpt
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer = fit(
+                resumed, data(synthetic_root, num_workers), tmp_path / ckpt.stem, 2, str(ckpt)
+            )
+        assert not [w for w in caught if "bit-identical" in str(w.message)]
+        assert trainer.current_epoch == 2
+        assert_same_state(full, resumed)
 
-    assert trainer.current_epoch == 2
-    for name, value in full.arch_parameters().items():
-        assert not torch.equal(value, after_epoch1[name])  # epoch 2 did move them
-        assert torch.equal(resumed.arch_parameters()[name], value), name
-    for a, b in zip(full.weight_parameters(), resumed.weight_parameters()):
-        assert torch.equal(a, b)
-    lr_full = full.optimizers()[0].param_groups[0]["lr"]
-    assert resumed.optimizers()[0].param_groups[0]["lr"] == lr_full
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loader_resumes_mid_epoch_with_the_same_batches(synthetic_root, num_workers):
+    dm = SyntheticDataModule(
+        root=synthetic_root, num_train=16, num_val=8, image_size=32, batch_size=2,
+        num_workers=num_workers, scale_range=(0.75, 1.25),
+    )  # fmt: skip
+    dm.setup("fit")
+    torch.manual_seed(3)
+    loader = dm.train_dataloader()
+    batches = iter(loader)
+    first = [next(batches) for _ in range(3)]
+    state, rng = loader.state_dict(), capture_rng()
+    rest = list(batches)
+    assert state["yielded"] == 3 and len(first) + len(rest) == len(loader) == 8
+    assert loader.state_dict() == {}  # a finished epoch is no position
 
-MID_EPOCH_WARNING = "saved in the middle of an epoch"
+    resumed = dm.train_dataloader()
+    resumed.load_state_dict(state)
+    torch.manual_seed(12345)  # whatever the generator did since: the checkpoint restores it
+    restore_rng(rng)
+    again = list(resumed)
+    assert [b["name"] for b in again] == [b["name"] for b in rest]
+    for a, b in zip(again, rest):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    assert len(list(resumed)) == 8  # the next epoch starts from its beginning
+
+    if num_workers == 0:  # the uninterrupted stream is torch's own DataLoader's
+        torch.manual_seed(3)
+        plain = DataLoader(loader.dataset, batch_size=2, shuffle=True, drop_last=True)
+        for a, b in zip(plain, [*first, *rest]):
+            assert a["name"] == b["name"] and torch.equal(a["image"], b["image"])
 
 
 @pytest.mark.filterwarnings("ignore:Using ModelCheckpoint with manual optimization")
-def test_only_a_mid_epoch_checkpoint_warns_on_resume(tmp_path, synthetic_root):
-    # 16 scenes -> halves of 8 -> 2 batches of 4 per epoch; each search batch makes 2 optimizer
-    # steps, so every_n_train_steps=2 saves after batch 1 (mid-epoch) and batch 2 (the last one);
-    # the default ModelCheckpoint saves last.ckpt at the epoch-end validation.
-    every = ModelCheckpoint(dirpath=tmp_path / "every", every_n_train_steps=2, save_top_k=-1)
-    fit(make_module(0), synthetic_root, tmp_path / "a", 1, 0, checkpoint=every)
-    fit(make_module(0), synthetic_root, tmp_path / "b", 1, 0)
-    mid = tmp_path / "every" / "epoch=0-step=2.ckpt"
-    last_batch = tmp_path / "every" / "epoch=0-step=4.ckpt"
-    epoch_end = tmp_path / "b" / "ckpt" / "last.ckpt"
+def test_mid_epoch_resume_with_a_plain_loader_warns(tmp_path, synthetic_root):
+    class PlainLoaders(SyntheticDataModule):
+        def train_dataloader(self):
+            return {
+                name: DataLoader(loader.dataset, batch_size=2, shuffle=True, drop_last=True)
+                for name, loader in super().train_dataloader().items()
+            }
 
-    def saved_mid_epoch(path):
-        return torch.load(path, map_location="cpu", weights_only=False)[MID_EPOCH_KEY]
-
-    assert saved_mid_epoch(mid) is True
-    assert saved_mid_epoch(last_batch) is False
-    assert saved_mid_epoch(epoch_end) is False
-
-    def resume_warnings(path, out):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fit(make_module(1), synthetic_root, out, 2, 0, ckpt_path=str(path))
-        return [w for w in caught if MID_EPOCH_WARNING in str(w.message)]
-
-    assert len(resume_warnings(mid, tmp_path / "r1")) == 1
-    assert resume_warnings(last_batch, tmp_path / "r2") == []
-    assert resume_warnings(epoch_end, tmp_path / "r3") == []
-    # a module loaded from a mid-epoch checkpoint and trained afresh (no ckpt_path) does not warn
-    module = SearchModule.load_from_checkpoint(mid, space=make_module(1).space)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fit(module, synthetic_root, tmp_path / "r4", 1, 0)
-    assert not [w for w in caught if MID_EPOCH_WARNING in str(w.message)]
+    plain = data(synthetic_root, 0, PlainLoaders)
+    fit(make_module(0), plain, tmp_path / "a", 1, callbacks=[every_batch(tmp_path)])
+    mid = tmp_path / "every" / "epoch=0-step=4.ckpt"
+    checkpoint = torch.load(mid, map_location="cpu", weights_only=True)
+    assert checkpoint[MID_EPOCH_KEY] is True
+    assert checkpoint[CHECKPOINT_KEY]["loaders"] == [{}, {}]  # plain loaders have no position
+    with pytest.warns(UserWarning, match="not bit-identically.*training loader \\(DataLoader"):
+        fit(make_module(0), data(synthetic_root, 0, PlainLoaders), tmp_path / "b", 1, str(mid))

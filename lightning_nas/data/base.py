@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -37,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from lightning_nas.data._io import InvalidSampleError, read_image, read_label
 from lightning_nas.data._labels import LabelLUT, identity_lut
 from lightning_nas.data._listing import existing_pairs, match_pairs
+from lightning_nas.data.loader import ResumableDataLoader, SeededIndex, SkippedSamplesWarning
 from lightning_nas.data.transforms import (
     DEFAULT_SCALE_RANGE,
     IMAGENET_MEAN,
@@ -62,10 +62,6 @@ __all__ = [
 ]
 
 Pair = tuple[str, str | None]
-
-
-class SkippedSamplesWarning(UserWarning):
-    """Invalid samples were skipped (``skip_invalid: true``); the message counts and names them."""
 
 
 def split_indices(num: int, seed: int) -> tuple[list[int], list[int]]:
@@ -133,10 +129,14 @@ class SegmentationDataset(Dataset):
 
     Seeding: with ``seed_from_torch=True`` and outside a DataLoader worker (``num_workers=0``),
     each item first reseeds the pipeline from one draw of torch's *global* generator, so
-    ``torch.manual_seed(k)`` before an epoch fixes that epoch's augmentations exactly. Inside a
-    worker the pipeline is seeded once per worker by :func:`seed_worker` instead. Either seed is
-    mixed with ``rank``: DDP ranks, reseeded alike (as they must be for the architecture
-    sampling), then still augment differently.
+    ``torch.manual_seed(k)`` before an epoch fixes that epoch's augmentations exactly. The
+    DataModules' loaders with workers pass each training index as a
+    :class:`~lightning_nas.data.loader.SeededIndex` instead, whose seed (drawn once per epoch in
+    the main process) is mixed with the index, so an item's augmentation does not depend on the
+    worker that loads it (a loader resumed mid-epoch reproduces the rest of the epoch). Other
+    loaders' workers are seeded once per worker by :func:`seed_worker`. Every seed is mixed
+    with ``rank``: DDP ranks, reseeded alike (as they must be for the architecture sampling),
+    then still augment differently.
 
     Args:
         pairs: ``(image_path, label_path)`` pairs; ``label_path`` may be ``None`` (unlabelled).
@@ -155,6 +155,8 @@ class SegmentationDataset(Dataset):
 
     #: Shown in the end-of-epoch warning about skipped samples (set by the DataModule).
     description: str = "dataset"
+    #: Items accept a :class:`~lightning_nas.data.loader.SeededIndex` (read by the loader).
+    seeded_items: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -181,15 +183,22 @@ class SegmentationDataset(Dataset):
         """Number of pairs."""
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        """Read, map and transform pair ``index`` (see the class docstring for the format)."""
+    def __getitem__(self, index: int | SeededIndex) -> dict[str, torch.Tensor | str]:
+        """Read, map and transform pair ``index`` (see the class docstring for the format).
+
+        A :class:`~lightning_nas.data.loader.SeededIndex` also gives the augmentation's seed
+        (the loader's workers pass one for training items; see the class docstring).
+        """
+        seed = None
+        if isinstance(index, SeededIndex):
+            index, seed = index
         if not self.skip_invalid:
-            return self._item(index)
+            return self._item(index, seed)
         skipped: list[str] = []
         for offset in range(len(self)):
             i = (index + offset) % len(self)
             try:
-                item = self._item(i)
+                item = self._item(i, seed)
             except InvalidSampleError as err:
                 skipped.append(" ".join(str(err).split()))
                 continue
@@ -199,9 +208,11 @@ class SegmentationDataset(Dataset):
             f"all {len(self)} samples of {self.description} are invalid, e.g. {skipped[0]}"
         )
 
-    def _item(self, index: int) -> dict[str, torch.Tensor | str]:
+    def _item(self, index: int, seed: int | None = None) -> dict[str, torch.Tensor | str]:
         image, label = self.load(index)
-        if self.seed_from_torch and self.transform is not None and get_worker_info() is None:
+        if seed is not None and self.transform is not None:
+            self.reseed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+        elif self.seed_from_torch and self.transform is not None and get_worker_info() is None:
             self.reseed(int(torch.randint(2**32, ()).item()))
         item: dict[str, torch.Tensor | str] = {"name": Path(self.pairs[index][0]).stem}
         if self.with_size:
@@ -323,10 +334,13 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     Determinism: with ``persistent_workers=False`` (default), ``torch.manual_seed(k)`` in
     ``on_train_epoch_start`` fixes the order and the augmentations of that epoch, for any
     ``num_workers``, also in the first epoch after resuming from a checkpoint: loaders create
-    their iterator at the first batch (see ``_DeferredDataLoader``), and augmentation seeds come
-    from torch's global generator (per item without workers, per worker with them; see
-    :class:`SegmentationDataset` and :func:`seed_worker`), mixed with the DDP rank. Under DDP
-    Lightning's ``DistributedSampler`` decides the order (from its own seed and the epoch).
+    their iterator at the first batch, and augmentation seeds come from torch's global
+    generator (per item without workers; with workers one per epoch, mixed with each item's
+    index; see :class:`SegmentationDataset`), mixed with the DDP rank. Under DDP Lightning's
+    ``DistributedSampler`` decides the order (from its own seed and the epoch). The training
+    loaders are resumable mid-epoch (:mod:`lightning_nas.data.loader`): with
+    :class:`callbacks.ExactResume` a search resumed from a checkpoint saved between two batches
+    continues bit-identically.
 
     Args:
         root: Dataset root folder. ``None``: the dataset's ``default_root`` (``data/cityscapes``,
@@ -665,7 +679,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         dataset.description = f"{type(self).__name__} {stage} loader"
         batch_size = self.batch_size if train else self.eval_batch_size
         workers = self.num_workers > 0
-        return _DeferredDataLoader(
+        return ResumableDataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=train,
@@ -675,88 +689,3 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             persistent_workers=self.persistent_workers and workers,
             worker_init_fn=seed_worker if workers else None,
         )
-
-
-class _DeferredDataLoader(DataLoader):
-    """A DataLoader that creates its real iterator when the first batch is requested.
-
-    Creating a DataLoader iterator reads torch's global generator (the workers' base seed; with
-    workers also the shuffle order, prefetched at once). Lightning creates the iterator of the
-    first epoch of a run, fresh or resumed, before ``on_train_epoch_start`` and those of later
-    epochs after it. Deferring the creation to the first ``next()`` makes every epoch depend on
-    the global generator as it is when its first batch is drawn, which comes after that hook in
-    every case, so reseeding there fixes the epoch whatever ``num_workers`` is.
-
-    An :class:`InvalidSampleError` raised in a worker process reaches the main process as a new
-    one whose message holds the worker's whole traceback; the iterator raises the original
-    one-line message instead (chained to the worker's, for the traceback).
-
-    The iterator also takes the ``"skipped"`` key (``skip_invalid`` mode) out of every batch and
-    warns once per epoch with the count of skipped files, when the epoch ends (or when the
-    iterator is dropped before its end, as with ``limit_train_batches``).
-    """
-
-    def __iter__(self) -> _DeferredIterator:
-        description = getattr(self.dataset, "description", type(self.dataset).__name__)
-        return _DeferredIterator(partial(DataLoader.__iter__, self), description)
-
-
-class _DeferredIterator:
-    def __init__(self, make: Callable[[], Iterator], description: str = "loader") -> None:
-        self._make: Callable[[], Iterator] | None = make
-        self._iterator: Iterator | None = None
-        self._description = description
-        self._skipped: list[str] = []
-
-    def __iter__(self) -> _DeferredIterator:
-        return self
-
-    def __next__(self) -> Any:
-        if self._iterator is None:
-            self._iterator, self._make = self._make(), None
-        try:
-            batch = next(self._iterator)
-        except StopIteration:
-            self._warn()
-            raise
-        except InvalidSampleError as err:
-            message = _unwrap_worker_error(str(err))
-            if message is None:
-                raise
-            raise InvalidSampleError(message) from err
-        if isinstance(batch, dict) and "skipped" in batch:
-            self._skipped += [line for text in batch.pop("skipped") for line in text.splitlines()]
-        return batch
-
-    def _warn(self) -> None:
-        skipped, self._skipped = self._skipped, []
-        if skipped:
-            more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
-            warnings.warn(
-                f"{self._description}: skipped {len(skipped)} invalid sample(s) this epoch "
-                f"(skip_invalid: true): {skipped[0]}{more}",
-                SkippedSamplesWarning,
-                stacklevel=2,
-            )
-
-    def __del__(self) -> None:
-        self._warn()
-
-
-def _unwrap_worker_error(text: str) -> str | None:
-    r"""The original message of an error torch re-raised from a DataLoader worker, else ``None``.
-
-    Example:
-        >>> _unwrap_worker_error("Caught InvalidSampleError in DataLoader worker process 0.\n"
-        ...     "Original Traceback (most recent call last):\n  File ...\n"
-        ...     "lightning_nas.data._io.InvalidSampleError: image 'a.png' is empty (0 bytes)\n")
-        "image 'a.png' is empty (0 bytes)"
-    """
-    lines = text.rstrip().splitlines()
-    if not lines or not lines[0].startswith("Caught InvalidSampleError"):
-        return None
-    for line in reversed(lines):
-        _, found, message = line.partition("InvalidSampleError: ")
-        if found and not line.startswith(" "):
-            return message
-    return None
