@@ -11,8 +11,10 @@ One cache directory per (encoder, input, split) holds::
 changed encoder, weight, crop or dataset never reuses a stale cache. A cache is built in a
 temporary sibling directory, the manifest written last (temporary file + ``os.replace``) after
 the arrays are flushed, and the directory then renamed into place: a killed build leaves no
-cache behind, and a cache damaged afterwards (missing manifest, truncated or resized array) is
-detected on the next use, rebuilt, and a :class:`TornCacheWarning` names its directory.
+cache behind (its temporary directory, named with the builder's pid, is removed by the next
+build once that process is gone), and a cache damaged afterwards (missing manifest, truncated
+or resized array) is detected on the next use, rebuilt, and a :class:`TornCacheWarning` names
+its directory.
 
 Caching implies a fixed input: build the cache from a dataset *without* random augmentation
 (:func:`~lightning_nas.proxy.datamodule.split_source` uses the DataModule's evaluation
@@ -359,7 +361,8 @@ class FeatureCache:
             )
             shutil.rmtree(path)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        _remove_orphans(self.root, path.name)
+        tmp = self.root / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             self._write(dataset, material, tmp, path)
             _install(tmp, path)
@@ -583,6 +586,30 @@ def _check_batch(
             f"FeatureCache: mask values of samples {done}..{done + len(mask) - 1} are outside "
             "0..255 (masks are cached as uint8)"
         )
+
+
+def _remove_orphans(root: Path, name: str) -> None:
+    """Remove the temporary folders of builds of ``name`` whose process has died (kill -9).
+
+    A temporary folder is named ``.<name>.tmp-<pid>-<random>``; one whose process no longer
+    exists on this machine can never be finished. (On a filesystem shared between machines a
+    pid may be another machine's: such folders are left alone unless that pid is unused here
+    too, which costs at most one rebuild's disk space.)
+    """
+    for tmp in root.glob(f".{name}.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _install(tmp: Path, path: Path) -> None:

@@ -3,6 +3,11 @@
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +18,7 @@ from torch.utils.data import Dataset
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.proxy import (
+    CachedFeatureDataset,
     FeatureCache,
     SmpEncoderFeature,
     TornCacheWarning,
@@ -283,3 +289,57 @@ def test_overflowing_features_and_wide_masks_are_refused(tmp_path):
     with pytest.raises(ValueError, match="outside 0..255"):
         make_cache(make_encoder(), tmp_path).build(scenes, SOURCE)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+class SlowEncoder(nn.Module):
+    """An encoder that sleeps ``delay`` seconds per call after the first (to kill a build)."""
+
+    def __init__(self, delay):
+        super().__init__()
+        self.encoder = make_encoder()
+        self.delay = delay
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls > 1:
+            time.sleep(self.delay)
+        return self.encoder(x)
+
+
+def slow_cache(root, delay):
+    return FeatureCache(SlowEncoder(delay), root, batch_size=1, progress=False)
+
+
+KILLED_BUILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_feature_cache import SOURCE, Scenes, slow_cache
+
+slow_cache(sys.argv[1], float(sys.argv[2])).build(Scenes(), SOURCE)
+"""
+
+
+def test_build_killed_with_sigkill_then_rerun_gives_the_same_cache(tmp_path):
+    root = tmp_path / "cache"
+    script = tmp_path / "build.py"
+    script.write_text(KILLED_BUILD.format(tests=str(Path(__file__).parent)))
+    proc = subprocess.Popen([sys.executable, str(script), str(root), "60"])
+    try:
+        deadline = time.monotonic() + 120
+        while not list(root.glob(".*.tmp-*/features.npy")):  # mid-build: arrays being written
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL
+    finally:
+        proc.kill()
+    assert [p.name[0] for p in root.iterdir()] == ["."]  # only the orphan, no cache
+
+    slow_cache(root, 0).build(Scenes(), SOURCE)  # the rerun (what the script runs)
+    built = list(root.iterdir())
+    assert len(built) == 1 and not built[0].name.startswith(".")  # the orphan was removed
+    reference = slow_cache(tmp_path / "reference", 0).build(Scenes(), SOURCE)
+    assert reference.path.name == built[0].name
+    for a, b in zip(CachedFeatureDataset(built[0]).arrays(), reference.arrays()):
+        assert np.array_equal(a, b)
