@@ -20,7 +20,15 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from lightning_nas.latency.config import OpConfig
-from lightning_nas.ops import Add, Concat, FactorizedReduce, ReLUConvBN, Resize, ceil_div
+from lightning_nas.ops import (
+    Add,
+    Concat,
+    FactorizedReduce,
+    Identity,
+    ReLUConvBN,
+    Resize,
+    ceil_div,
+)
 from lightning_nas.ops.candidates import CELL_OPS
 
 __all__ = ["BLOCKS", "BuiltOp", "OpBuilder", "build_op", "same_channels"]
@@ -66,6 +74,9 @@ def _shared_block(c: OpConfig) -> BuiltOp | None:
         return nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c.C_in, c.C_out, 1, c.stride)), [
             shape
         ]
+    if c.op == "network_call":
+        same_channels(c, "network_call")
+        return Identity(), [shape]
     if c.op == "bilinear_upsample":
         same_channels(c, "bilinear_upsample")
         return Resize((c.H, c.W)), [low]
@@ -99,6 +110,8 @@ BLOCKS: dict[str, str] = {
     "conv1x1": "Conv 1×1 (stride) with bias — a classifier",
     "conv1x1_bn_relu": "Conv 1×1 (stride, no bias) → BN → ReLU",
     "conv3x3_bn_relu": "Conv 3×3 (stride, no bias) → BN → ReLU",
+    "network_call": "a module returning its (C_in, H, W) input: the fixed cost of calling a "
+    "network (module call, timer, synchronisation), once per network",
 }
 """The shared building blocks :func:`build_op` knows besides the cell candidate operations."""
 

@@ -12,6 +12,10 @@ short name under ``lightning_nas.spaces``). ``--space-arg KEY=VALUE`` overrides 
 (the value is read as YAML). The space must be
 :class:`~lightning_nas.latency.protocols.LatencyAware`: its ``latency_configs(input_size)`` say
 what to measure and its ``latency_op`` builds its own operations.
+
+A build is resumable: the values measured so far are kept in ``<out>.partial`` (written
+atomically); run the same command again after a crash or a kill and only the rest is measured.
+The file is removed once the table is written.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import yaml
 
 from lightning_nas._config import import_object
 from lightning_nas.errors import ConfigError
-from lightning_nas.latency.measure import OpTimer
+from lightning_nas.latency.measure import steady_allocator
 from lightning_nas.latency.protocols import LatencyAware
 from lightning_nas.latency.table import LatencyTable, MissingLatencyError
 
@@ -82,6 +86,14 @@ def _build(args: argparse.Namespace) -> int:
     configs = space.latency_configs(size)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if torch.device(args.device).type == "cpu" and not args.default_malloc:
+        steady_allocator()
+    out = Path(args.out)
+    partial = out.with_name(out.name + ".partial")
+    clock = args.clock
+    if clock == "auto":
+        one_cpu_thread = torch.device(args.device).type == "cpu" and torch.get_num_threads() == 1
+        clock = "cpu" if one_cpu_thread else "wall"
     print(
         f"{type(space).__name__}({', '.join(f'{k}={v}' for k, v in init_args.items())}) at "
         f"{size[0]}x{size[1]}: {len(configs)} configurations",
@@ -95,17 +107,16 @@ def _build(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         warmup=args.warmup,
         repeats=args.repeats,
-        measure=OpTimer(
-            args.device,
-            args.dtype,
-            args.batch_size,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            builders=(space.latency_op,),
-        ),
+        builders=(space.latency_op,),
+        rounds=args.rounds,
+        stat=args.stat,
+        min_run_time=args.min_run_time or None,
+        partial=partial,
+        clock=clock,
         progress=not args.no_progress,
     )
-    path = table.save(args.out)
+    path = table.save(out)
+    partial.unlink(missing_ok=True)
     print(f"wrote {path}: {table}")
     return 0
 
@@ -144,7 +155,34 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--dtype", default="float32")
     b.add_argument("--batch-size", type=int, default=1)
     b.add_argument("--warmup", type=int, default=10)
-    b.add_argument("--repeats", type=int, default=30)
+    b.add_argument(
+        "--min-run-time",
+        type=float,
+        default=0.02,
+        metavar="SECONDS",
+        help="per entry and round: seconds of Timer.blocked_autorange blocks (0: --repeats "
+        "single samples instead)",
+    )
+    b.add_argument("--repeats", type=int, default=30, help="samples with --min-run-time 0")
+    b.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
+    b.add_argument(
+        "--stat",
+        choices=("min", "median"),
+        default="min",
+        help="how an entry's rounds are combined (min: robust to other processes' load)",
+    )
+    b.add_argument(
+        "--clock",
+        choices=("auto", "wall", "cpu"),
+        default="auto",
+        help="cpu: the measuring thread's CPU time (steady on a shared machine; one CPU thread "
+        "only); auto: cpu for a CPU table with one thread, else wall",
+    )
+    b.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="CPU: keep glibc's default thresholds (see lightning_nas.latency.steady_allocator)",
+    )
     b.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)

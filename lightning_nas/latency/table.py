@@ -22,19 +22,23 @@ import hashlib
 import json
 import math
 import os
+import statistics
 import tempfile
+import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from lightning_nas.atomic import write_text
 from lightning_nas.errors import ConfigError
 from lightning_nas.latency.blocks import OpBuilder
 from lightning_nas.latency.config import OpConfig
-from lightning_nas.latency.measure import OpTimer, device_name, dtype_name
+from lightning_nas.latency.measure import OpTimer, allocator_note, device_name, dtype_name
 
 __all__ = ["SCHEMA_VERSION", "LatencyTable", "LatencyTableError", "MissingLatencyError"]
 
@@ -55,8 +59,84 @@ _FIELDS = (
     "num_threads",
     "warmup",
     "repeats",
+    "timing",
     "created",
 )
+_PARTIAL_KIND = "lightning_nas.latency_table.partial"
+_STATS: dict[str, Callable[[Sequence[float]], float]] = {"median": statistics.median, "min": min}
+
+
+def _timing(
+    rounds: int,
+    stat: str,
+    min_run_time: float | None,
+    repeats: int,
+    clock: str = "wall",
+    default_timer: bool = True,
+) -> str:
+    """How an entry was measured, in words (the table's ``timing`` field)."""
+    if not default_timer:
+        return f"{stat} over {rounds} interleaved round(s) of a custom measure"
+    per_round = (
+        f"median of Timer.blocked_autorange blocks ({min_run_time:g} s)"
+        if min_run_time is not None
+        else f"median of {repeats} samples"
+    )
+    clock_note = "; thread CPU-time clock" if clock == "cpu" else ""
+    return (
+        f"{stat} over {rounds} interleaved round(s) of the {per_round}{clock_note}"
+        f"{allocator_note()}"
+    )
+
+
+def _is_ms(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+class _PartialBuild:
+    """The per-round values of a build so far, kept in a file (see ``LatencyTable.build``)."""
+
+    def __init__(self, path: str | Path, setup: dict[str, Any], unique: Mapping[str, Any]):
+        self.path = Path(path)
+        self.setup = setup
+        self.values: dict[str, list[float]] = {k: [] for k in unique}
+        self._last = -math.inf
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            warnings.warn(f"{self.path}: unreadable partial build ignored ({err})", stacklevel=3)
+            return
+        if (
+            not isinstance(data, dict)
+            or data.get("kind") != _PARTIAL_KIND
+            or data.get("setup") != setup
+            or not isinstance(data.get("values"), dict)
+            or set(data["values"]) != set(unique)
+        ):
+            warnings.warn(
+                f"{self.path}: partial build of another setup or space ignored (measuring anew)",
+                stacklevel=3,
+            )
+            return
+        for key, vals in data["values"].items():
+            if isinstance(vals, list) and all(_is_ms(v) for v in vals):
+                self.values[key] = [float(v) for v in vals]
+
+    def save(self, throttle: bool = False) -> None:
+        """Write the values atomically (with ``throttle``: at most once a second)."""
+        now = time.monotonic()
+        if throttle and now - self._last < 1.0:
+            return
+        data = {"kind": _PARTIAL_KIND, "setup": self.setup, "values": self.values}
+        write_text(self.path, json.dumps(data, separators=(",", ":")) + "\n")
+        self._last = now
 
 
 class LatencyTableError(ConfigError):
@@ -100,6 +180,7 @@ class LatencyTable:
         num_threads: ``torch.get_num_threads()`` during the build.
         warmup: Untimed calls before timing each entry (``None``: unknown).
         repeats: Timed samples per entry (``None``: unknown).
+        timing: How the entries were timed, in words (``None``: unknown; tables before it).
         source: The file the table was read from (for error messages).
 
     Raises:
@@ -120,6 +201,7 @@ class LatencyTable:
         warmup: int | None = None,
         repeats: int | None = None,
         source: str | None = None,
+        timing: str | None = None,
     ) -> None:
         checked: dict[str, float] = {}
         for key, ms in entries.items():
@@ -142,6 +224,7 @@ class LatencyTable:
         self.num_threads = num_threads
         self.warmup = warmup
         self.repeats = repeats
+        self.timing = timing
         self.source = source
         self._digest: str | None = None
 
@@ -241,8 +324,24 @@ class LatencyTable:
         measure: Callable[[OpConfig], float] | None = None,
         progress: bool = True,
         builders: Sequence[OpBuilder] = (),
+        rounds: int = 1,
+        stat: Literal["median", "min"] = "median",
+        min_run_time: float | None = None,
+        partial: str | Path | None = None,
+        clock: Literal["wall", "cpu"] = "wall",
     ) -> LatencyTable:
-        """Measure every configuration once (duplicates are measured once).
+        """Measure every configuration (duplicates once), in ``rounds`` interleaved rounds.
+
+        Each round measures every configuration once, in order; an entry is the ``stat`` of its
+        per-round values. Interleaving spreads a burst of load from other processes over many
+        entries instead of concentrating it on a few.
+
+        With ``partial``, the per-round values measured so far are kept in that file, written
+        atomically (:func:`lightning_nas.atomic.write_text`) after the first value, then at
+        most every second, and at the end; a build started again with the same
+        configurations and setup (a killed build rerun) reuses them and measures only the rest.
+        A partial file of another setup is ignored (and replaced). The caller removes the file
+        once the table is saved (``lightning-nas latency build`` does).
 
         Args:
             configs: What to measure, e.g. ``space.latency_configs(input_size)``.
@@ -251,35 +350,85 @@ class LatencyTable:
             input_size: ``(H, W)`` of the network input the configurations were made for.
             batch_size: Batch size of the measurements.
             warmup: Untimed calls before timing each entry.
-            repeats: Timed samples per entry (the median is kept).
+            repeats: Timed samples per entry and round (the median is kept) when
+                ``min_run_time`` is ``None``.
             measure: ``config -> ms``; default :class:`~lightning_nas.latency.measure.OpTimer`
-                on ``device`` with ``builders``. Inject a fake timer in tests.
+                on ``device`` with ``builders`` and ``min_run_time``. Inject a fake in tests.
             progress: Show a progress bar (rich).
             builders: Op builders of the default timer (a latency-aware space's
                 ``latency_op``), see :func:`~lightning_nas.latency.blocks.build_op`.
+            rounds: Interleaved measurement rounds.
+            stat: How the rounds' values of an entry are combined (``min``: robust to load from
+                other processes, which only ever adds time).
+            min_run_time: Seconds of ``blocked_autorange`` per entry and round (default timer;
+                ``None``: ``repeats`` samples), see
+                :func:`~lightning_nas.latency.measure.measure_module`.
+            partial: File keeping the values measured so far (resumable build).
+            clock: Clock of the default timer: ``"wall"``, or ``"cpu"`` (the measuring thread's
+                CPU time: one CPU thread only; see
+                :func:`~lightning_nas.latency.measure.measure_module`).
 
         Returns:
             The table.
         """
         device = torch.device(device)
+        if rounds < 1:
+            raise ValueError(f"LatencyTable.build: rounds must be >= 1, got {rounds}")
+        if stat not in _STATS:
+            raise ValueError(
+                f"LatencyTable.build: stat must be one of {list(_STATS)}, got {stat!r}"
+            )
         unique: dict[str, OpConfig] = {}
         for c in configs:
             if not isinstance(c, OpConfig):
                 raise TypeError(f"LatencyTable.build: expected OpConfig, got {type(c).__name__}")
             unique.setdefault(c.key, c)
+        timing = _timing(rounds, stat, min_run_time, repeats, clock, measure is None)
         if measure is None:
             measure = OpTimer(
-                device, dtype, batch_size, warmup=warmup, repeats=repeats, builders=builders
+                device,
+                dtype,
+                batch_size,
+                warmup=warmup,
+                repeats=repeats,
+                builders=builders,
+                min_run_time=min_run_time,
+                clock=clock,
             )
         name = device_name(device)
-        items: Iterable[OpConfig] = unique.values()
+        setup = {
+            "device": device.type,
+            "device_name": name,
+            "dtype": dtype_name(dtype),
+            "input_size": list(input_size),
+            "batch_size": batch_size,
+            "torch_version": torch.__version__,
+            "num_threads": torch.get_num_threads(),
+            "warmup": warmup,
+            "repeats": repeats,
+            "timing": timing,
+            "keys": hashlib.sha256("\n".join(sorted(unique)).encode()).hexdigest(),
+        }
+        samples = _PartialBuild(partial, setup, unique) if partial is not None else None
+        values: dict[str, list[float]] = samples.values if samples else {k: [] for k in unique}
+        todo = [(r, c) for r in range(rounds) for c in unique.values() if len(values[c.key]) <= r]
+        items: Iterable[tuple[int, OpConfig]] = todo
         if progress:
             from rich.progress import track
 
             items = track(
-                list(items), description=f"Measuring {len(unique)} ops on {name}", transient=False
+                todo,
+                description=f"Measuring {len(unique)} ops × {rounds} rounds on {name}",
+                transient=False,
             )
-        entries = {c.key: float(measure(c)) for c in items}
+        for _, c in items:
+            values[c.key].append(float(measure(c)))
+            if samples is not None:
+                samples.save(throttle=True)
+        if samples is not None:
+            samples.save()
+        combine = _STATS[stat]
+        entries = {k: combine(v[:rounds]) for k, v in values.items()}
         return cls(
             entries,
             device=device.type,
@@ -290,6 +439,7 @@ class LatencyTable:
             num_threads=torch.get_num_threads(),
             warmup=warmup,
             repeats=repeats,
+            timing=timing,
         )
 
     # ------------------------------------------------------------------ files
@@ -308,6 +458,7 @@ class LatencyTable:
             "num_threads": self.num_threads,
             "warmup": self.warmup,
             "repeats": self.repeats,
+            "timing": self.timing,
             "created": self.created,
         }
 
@@ -394,6 +545,7 @@ class LatencyTable:
                 num_threads=data.get("num_threads"),
                 warmup=data.get("warmup"),
                 repeats=data.get("repeats"),
+                timing=data.get("timing"),
                 source=str(path),
             )
         except ValueError as err:

@@ -350,9 +350,11 @@ def test_latency_configs_cover_the_real_edge_shapes():
 
 
 def test_cli_build_and_show(tmp_path, capsys, monkeypatch):
+    import lightning_nas.latency.cli as cli_module
     import lightning_nas.latency.table as table_module
 
     monkeypatch.setattr(table_module, "OpTimer", lambda *a, **k: fake_ms)
+    monkeypatch.setattr(cli_module, "steady_allocator", lambda: False)  # process-wide
     space_yaml = tmp_path / "space.yaml"
     space_yaml.write_text(
         "class_path: lightning_nas.spaces.DartsSpace\n"
