@@ -195,7 +195,8 @@ def plan_fasterseg(d: Path, out: Path) -> Plan:
         *LM, "latency", "build", "--space-config", "experiments/fasterseg.yaml",
         "--space-arg", f"layers={layers}", "--space-arg", f"Fch={fch}",
         "--space-arg", "num_classes=6", "--input-size", str(IMAGE_SIZE), str(IMAGE_SIZE),
-        "--warmup", "1", "--repeats", "3", "--device", "cpu", "--no-progress", "--out", str(table),
+        "--warmup", "1", "--repeats", "3", "--rounds", "1", "--min-run-time", "0",
+        "--device", "cpu", "--no-progress", "--out", str(table),
     ]  # fmt: skip
     argv = _fit_search(
         ["-c", "experiments/fasterseg.yaml", "-c", "experiments/data/synthetic.yaml"], search, root,

@@ -61,9 +61,9 @@ def fit(module, datamodule, out, max_epochs, ckpt_path=None, callbacks=()):
     return trainer
 
 
-def every_batch(out):
+def every_two_batches(out):
     # each search batch makes two optimizer steps (architecture, weights)
-    return ModelCheckpoint(dirpath=out / "every", every_n_train_steps=2, save_top_k=-1)
+    return ModelCheckpoint(dirpath=out / "every", every_n_train_steps=4, save_top_k=-1)
 
 
 def assert_same_state(a, b):
@@ -77,39 +77,46 @@ def assert_same_state(a, b):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Using ModelCheckpoint with manual optimization")
 @pytest.mark.parametrize(
-    "num_workers,unrolled,space",
-    [(0, False, "darts"), (2, False, "darts"), (0, True, "darts"), (0, False, "fasterseg")],
+    "num_workers,unrolled,space,epoch_end",
+    [
+        (0, False, "darts", True),
+        (2, False, "darts", False),  # workers: only the data differ, mid-epoch is the hard case
+        (0, True, "darts", True),
+        (0, False, "fasterseg", False),  # sampled widths: the generators, mid-epoch
+    ],
     ids=["workers0", "workers2", "second_order", "fasterseg"],
 )
 def test_resume_is_bit_identical_at_epoch_ends_and_mid_epoch(
-    tmp_path, synthetic_root, num_workers, unrolled, space
+    tmp_path, synthetic_root, num_workers, unrolled, space, epoch_end
 ):
-    # 16 scenes -> halves of 8 -> 4 batches of 2 per epoch, 2 epochs
+    # 16 scenes -> halves of 8 -> 4 batches of 2 per epoch; 2 epochs (the mid-epoch checkpoint
+    # in epoch 1), or 1 when only the mid-epoch case is tested (the checkpoint in epoch 0)
+    epochs = 2 if epoch_end else 1
     full = make_module(0, unrolled, space)
     fit(
         full,
         data(synthetic_root, num_workers),
         tmp_path / "full",
-        2,
-        callbacks=[every_batch(tmp_path)],
+        epochs,
+        callbacks=[every_two_batches(tmp_path)],
     )
     saved = tmp_path / "every"
-    epoch_end = saved / "epoch=0-step=8.ckpt"  # after the last batch of epoch 0
-    mid_epoch = saved / "epoch=1-step=12.ckpt"  # after batch 2 of epoch 1
+    last_batch = saved / "epoch=0-step=8.ckpt"  # after the last batch of epoch 0
+    mid_epoch = saved / ("epoch=1-step=12.ckpt" if epoch_end else "epoch=0-step=4.ckpt")
     flags = {
         p.name: torch.load(p, map_location="cpu", weights_only=True)[MID_EPOCH_KEY]
-        for p in (epoch_end, mid_epoch)
+        for p in (last_batch, mid_epoch)
     }
-    assert flags == {epoch_end.name: False, mid_epoch.name: True}
-    for ckpt in (epoch_end, mid_epoch):
+    assert flags == {last_batch.name: False, mid_epoch.name: True}
+    for ckpt in (last_batch, mid_epoch) if epoch_end else (mid_epoch,):
         resumed = make_module(123, unrolled, space)  # another init: all must come from the ckpt
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             trainer = fit(
-                resumed, data(synthetic_root, num_workers), tmp_path / ckpt.stem, 2, str(ckpt)
+                resumed, data(synthetic_root, num_workers), tmp_path / ckpt.stem, epochs, str(ckpt)
             )
         assert not [w for w in caught if "bit-identical" in str(w.message)]
-        assert trainer.current_epoch == 2
+        assert trainer.current_epoch == epochs
         assert_same_state(full, resumed)
 
 
@@ -156,7 +163,7 @@ def test_mid_epoch_resume_with_a_plain_loader_warns(tmp_path, synthetic_root):
             }
 
     plain = data(synthetic_root, 0, PlainLoaders)
-    fit(make_module(0), plain, tmp_path / "a", 1, callbacks=[every_batch(tmp_path)])
+    fit(make_module(0), plain, tmp_path / "a", 1, callbacks=[every_two_batches(tmp_path)])
     mid = tmp_path / "every" / "epoch=0-step=4.ckpt"
     checkpoint = torch.load(mid, map_location="cpu", weights_only=True)
     assert checkpoint[MID_EPOCH_KEY] is True

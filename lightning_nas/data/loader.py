@@ -33,6 +33,7 @@ augmentations.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -144,7 +145,8 @@ class ResumableDataLoader(DataLoader):
         iterator = _DeferredIterator(
             lambda: self._create(self.__dict__.pop("_pending", None)), description
         )
-        self.__dict__["_latest"] = iterator
+        # a weak reference: the loader must not keep a finished epoch's workers alive
+        self.__dict__["_latest"] = weakref.ref(iterator)
         return iterator
 
     def _create(self, pending: dict[str, Any] | None) -> tuple[Iterator[Any], Any, int]:
@@ -164,7 +166,8 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, Any]:
         """Where the current iterator is: ``{}`` unless it started and has batches left."""
-        latest = self.__dict__.get("_latest")
+        ref = self.__dict__.get("_latest")
+        latest = ref() if ref is not None else None
         if latest is None or latest.rng is None or latest.yielded >= len(self):
             return {}
         return {"rng": latest.rng, "yielded": latest.yielded}

@@ -21,6 +21,7 @@ def table(tmp_path, monkeypatch) -> Path:
     for item in TINY:
         args += ["--space-arg", item]
     args += ["--input-size", "32", "32", "--warmup", "0", "--repeats", "1", "--no-progress"]
+    args += ["--rounds", "1", "--min-run-time", "0", "--default-malloc"]  # not in this process
     args += ["--out", "tables/fasterseg_cpu.json", "--threads", "1"]
     with pytest.raises(SystemExit) as exit_info:
         main(args)
