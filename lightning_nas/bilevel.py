@@ -18,16 +18,45 @@ would otherwise evaluate a different subnetwork at w, w⁺ and w⁻, and the fin
 (g⁺ − g⁻) / 2ε would divide that sampling noise by a tiny ε. Before each training-loss call the
 global RNG and the given buffers (e.g. a sample counter) are rewound to their values at the
 start of the call; afterwards the RNG continues from where the validation loss left it.
+
+The first-order architecture step needs ∇_α L_val only: :func:`weights_frozen` turns the weights'
+``requires_grad`` off around its forward and backward, so autograd computes no weight gradient
+(and no backward at all through parts that hold no architecture parameter, such as a stem) —
+the α gradient is the same, bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
 LossFn = Callable[[], torch.Tensor]
 ReduceFn = Callable[[list[torch.Tensor]], list[torch.Tensor]]
+
+
+@contextmanager
+def weights_frozen(weights: Iterable[torch.Tensor], enabled: bool = True) -> Iterator[None]:
+    """Within the block, ``weights`` do not require gradients; their flags are restored after.
+
+    A forward and backward pass run inside computes the gradients of the other leaves (the
+    architecture parameters) exactly as it would otherwise, without the weights' gradients.
+    Not for a module wrapped in ``DistributedDataParallel``: its reducer expects a gradient for
+    every parameter that required one when it was wrapped.
+
+    Args:
+        weights: The tensors to freeze (those that do not require gradients are left alone).
+        enabled: ``False`` makes the block a no-op.
+    """
+    frozen = [w for w in weights if w.requires_grad] if enabled else []
+    for w in frozen:
+        w.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for w in frozen:
+            w.requires_grad_(True)
 
 
 def _identity(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -4,7 +4,8 @@ Each training step receives one batch from ``trainA`` and one from ``trainB`` (t
 search mode returns ``{"weights": loader_A, "arch": loader_B}``) and runs
 
 * phase 1 — architecture step on the ``trainB`` batch (from ``arch_start_epoch`` on), with a
-  first-order gradient ∇_α L_val(w, α) or the second-order unrolled gradient
+  first-order gradient ∇_α L_val(w, α) (the weights frozen meanwhile, so no weight gradient is
+  computed; not under DDP) or the second-order unrolled gradient
   (:func:`lightning_nas.bilevel.unrolled_arch_gradient`);
 * phase 2 — weight step on the ``trainA`` batch, with gradient clipping.
 
@@ -56,7 +57,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from lightning_nas._config import as_factory, drop_module_hparams
 from lightning_nas._evaluation import SegmentationEvalMixin
-from lightning_nas.bilevel import unrolled_arch_gradient
+from lightning_nas.bilevel import unrolled_arch_gradient, weights_frozen
 from lightning_nas.errors import ConfigError
 from lightning_nas.finite import CHECKPOINT_KEY as NONFINITE_KEY
 from lightning_nas.finite import LOG_KEY as NONFINITE_LOG_KEY
@@ -338,11 +339,12 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
             if self.unrolled:
                 a_loss, a_terms, checked = self._unrolled_step(w_batch, a_batch, w_opt)
                 skip = self._nonfinite.check(self, checked, a_loss, "arch", batch_idx)
-            else:
-                a_loss, a_terms = self._loss_with_terms(a_batch, "arch")
-                skip = self._nonfinite.check(self, a_terms, a_loss, "arch", batch_idx)
-                if not skip:
-                    self.manual_backward(a_loss)
+            else:  # without weight gradients (discarded anyway) unless DDP needs them
+                with weights_frozen(self.weight_parameters(), self._freeze_weights_in_arch_pass()):
+                    a_loss, a_terms = self._loss_with_terms(a_batch, "arch")
+                    skip = self._nonfinite.check(self, a_terms, a_loss, "arch", batch_idx)
+                    if not skip:
+                        self.manual_backward(a_loss)
             if skip:
                 self._zero_grads(w_opt, a_opt)
             else:
@@ -368,6 +370,16 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         if self._nonfinite.mode == "skip":
             self.log(NONFINITE_LOG_KEY, float(self._nonfinite.total), batch_size=bs)
         return None if skip else w_loss.detach()
+
+    #: First-order architecture passes compute no weight gradients (set ``False`` to compare).
+    freeze_weights_in_arch_pass: bool = True
+
+    def _freeze_weights_in_arch_pass(self) -> bool:
+        """Whether the first-order architecture pass runs with the weights frozen.
+
+        Not under DDP, whose reducer waits for every weight's gradient in every backward.
+        """
+        return self.freeze_weights_in_arch_pass and self.trainer.world_size == 1
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         """Clip gradients here: under AMP Lightning has unscaled them by now."""

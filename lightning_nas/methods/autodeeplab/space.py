@@ -30,8 +30,9 @@ are a few grouped convolutions (exactly separate ops: BatchNorm is per channel);
 skipped (its output is zero; its weight still takes part in the softmax);
 pools, their BatchNorm and the skip connection, parameter-free, are computed once per state; the
 edges from ``h[l-2]``, the same for every transition into a node, are computed once; kernel taps
-that only see padding on small maps are not computed. ``benchmarks/supernet_step.py`` measures
-the result.
+that only see padding on small maps are not computed; both ``sep_conv`` sizes, and on small maps
+both atrous convs, run fused (:data:`_FUSED_KERNELS`: fewer kernel calls, the same function up
+to float rounding). ``benchmarks/supernet_step.py`` measures the result (``docs/memory.md``).
 
 Latency (``docs/latency.md``): :meth:`AutoDeepLabSpace.expected_latency` is the exact
 expectation, over the β Markov chain of paths, of the table latency of the derived
@@ -164,17 +165,25 @@ class _BatchNorm(nn.BatchNorm2d):
             y = self._normalise(view, stats[0].view(-1), stats[1].view(-1), chunks, 1.0)
             y = y.view(x.shape)
             if factors:
-                # `.data`: the running buffers are saved by earlier calls' autograd nodes (unused
-                # in training mode); updating them through `.data` leaves their version alone
-                running = [self.running_mean.data, self.running_var.data]
-                means, variances = stats.unbind(0)
-                means, variances = means.unbind(0), variances.unbind(0)
-                for u, f in enumerate(factors):  # in the order of the sequential calls
-                    t = u // repeats
-                    torch._foreach_lerp_(running, [means[t], variances[t]], f)
+                self._fold(stats, factors, repeats)
         if self.update_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(chunks * repeats)
         return y
+
+    def _fold(self, stats: torch.Tensor, factors: list[float], repeats: int) -> None:
+        """Fold ``stats`` (``(2, T, C)``: batch means, unbiased variances) into the running ones.
+
+        ``factors``: one per update, ``repeats`` updates per input, in the order of the calls.
+        """
+        assert self.running_mean is not None and self.running_var is not None
+        # `.data`: the running buffers are saved by earlier calls' autograd nodes (unused
+        # in training mode); updating them through `.data` leaves their version alone
+        running = [self.running_mean.data, self.running_var.data]
+        means, variances = stats.unbind(0)
+        means, variances = means.unbind(0), variances.unbind(0)
+        for u, f in enumerate(factors):  # in the order of the sequential calls
+            t = u // repeats
+            torch._foreach_lerp_(running, [means[t], variances[t]], f)
 
     def _normalise(
         self,
@@ -188,6 +197,38 @@ class _BatchNorm(nn.BatchNorm2d):
         if chunks > 1 and weight is not None and bias is not None:
             weight, bias = weight.repeat(chunks), bias.repeat(chunks)
         return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, self.eps)
+
+
+def _batch_norms(bns: list[_BatchNorm], x: torch.Tensor, chunks: int, repeats: int) -> torch.Tensor:
+    """Non-affine ``bns`` on consecutive channel ranges of ``x``, in one ``batch_norm`` call.
+
+    The same as ``cat([bn(part, chunks, repeats) for bn, part in zip(bns, x.split(...))])``:
+    BatchNorm is per channel, and each module's running statistics are folded from its
+    channels' batch statistics as :class:`_BatchNorm` does with ``chunks > 1`` (the same
+    updates, up to float rounding when ``chunks == 1``). Eval mode and affine modules take the
+    per-module calls.
+    """
+    first = bns[0]
+    if (
+        not first.training
+        or first.running_mean is None
+        or any(bn.affine or bn.eps != first.eps for bn in bns)
+    ):
+        parts = x.split([bn.num_features for bn in bns], dim=1)
+        return torch.cat([bn(p, chunks=chunks, repeats=repeats) for bn, p in zip(bns, parts)], 1)
+    C = x.shape[1]
+    stats = first.running_mean.new_zeros(2, chunks, C)  # batch mean, unbiased variance
+    view = x.reshape(x.shape[0] // chunks, chunks * C, *x.shape[2:])
+    y = F.batch_norm(view, stats[0].view(-1), stats[1].view(-1), None, None, True, 1.0, first.eps)
+    start = 0
+    for bn in bns:
+        if bn.update_stats:
+            factors = bn._factors(chunks * repeats)
+            bn._fold(stats[:, :, start : start + bn.num_features], factors, repeats)
+            if bn.num_batches_tracked is not None:
+                bn.num_batches_tracked.add_(chunks * repeats)
+        start += bn.num_features
+    return y.view(x.shape)
 
 
 @contextlib.contextmanager
@@ -225,20 +266,60 @@ class _Resample(nn.Module):
         return self.bn(self.conv(F.relu(x)), repeats=repeats)
 
 
-def _conv(x: torch.Tensor, weight: torch.Tensor, dilation: int, groups: int) -> torch.Tensor:
+#: The search step's fused kernels (:class:`_StateEdges`): ``sep_conv_3x3`` and ``sep_conv_5x5``
+#: run as one pair of separable layers (:meth:`_StateEdges._sep_pair`), the two full atrous convs
+#: as one on maps of at most 4×4 (:meth:`_StateEdges._atrous_pair`), two BatchNorms per call
+#: (:func:`_batch_norms`) and, on CPU, depthwise convs channels-last. The same function up to
+#: float rounding in about 40 % fewer kernel calls (at search sizes on CPU the step is bound by
+#: per-call overhead, not arithmetic). ``False`` restores the previous formulation, for
+#: ``benchmarks/supernet_step.py --compare`` and ``tests/.../test_memory_options.py``.
+_FUSED_KERNELS = True
+
+
+class _ChannelsLast(torch.autograd.Function):
+    """``x.contiguous(memory_format=torch.channels_last)`` whose gradient comes back contiguous.
+
+    (The plain call passes the channels-last gradient of the conv on to the ops before it,
+    whose NCHW kernels are several times slower on such a gradient.)
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+def _reachable_taps(
+    weight: torch.Tensor, H: int, W: int, dilation: int
+) -> tuple[torch.Tensor, int, int]:
+    """``weight`` trimmed to the taps that can see an ``H × W`` map, and its half-extents."""
+    c = weight.shape[-1] // 2
+    rh, rw = min(c, (H - 1) // dilation), min(c, (W - 1) // dilation)
+    if rh < c or rw < c:
+        weight = weight[:, :, c - rh : c + rh + 1, c - rw : c + rw + 1]
+    return weight, rh, rw
+
+
+def _conv(
+    x: torch.Tensor, weight: torch.Tensor, dilation: int, groups: int, channels_last: bool = False
+) -> torch.Tensor:
     """Stride-1 "same" convolution that skips the kernel taps which only ever see padding.
 
     A tap at offset ``o`` reads input row ``y + o``, inside the map only if ``|o| < H``; taps
     beyond that (e.g. a 5×5 conv at rate 2 on a 4×4 map) multiply zeros, so the kernel is
     trimmed to the reachable taps: the same result, and the same (zero) gradient for the
-    trimmed taps, for less work on the small maps of the coarse levels.
+    trimmed taps, for less work on the small maps of the coarse levels. ``channels_last``: the
+    convolution runs on a channels-last copy of ``x`` (no copy if ``x`` already is one) and the
+    result comes back contiguous.
     """
-    c = weight.shape[-1] // 2
-    rh = min(c, (x.shape[-2] - 1) // dilation)
-    rw = min(c, (x.shape[-1] - 1) // dilation)
-    if rh < c or rw < c:
-        weight = weight[:, :, c - rh : c + rh + 1, c - rw : c + rw + 1]
-    return F.conv2d(x, weight, None, 1, (dilation * rh, dilation * rw), dilation, groups)
+    weight, rh, rw = _reachable_taps(weight, x.shape[-2], x.shape[-1], dilation)
+    if channels_last:
+        x = _ChannelsLast.apply(x)
+    y = F.conv2d(x, weight, None, 1, (dilation * rh, dilation * rw), dilation, groups)
+    return y.contiguous() if channels_last else y
 
 
 class _Conv(nn.Module):
@@ -264,8 +345,9 @@ class _StateEdges(nn.Module):
     than ``none`` (its output is zero). The ``edges`` ops of one kind are the channel groups of one
     grouped conv, each with its own weights — exactly separate ops, since BatchNorm is per
     channel; the pools, their non-affine BatchNorm and the skip connection have no weights and
-    are computed once. Op definitions: :mod:`lightning_nas.ops` (``SepConv``, ``AtrousConv`` or,
-    with ``atrous="separable"``, ``DilConv``), all with non-affine BatchNorm.
+    are computed once (the fused kernels, :data:`_FUSED_KERNELS`, go further). Op definitions:
+    :mod:`lightning_nas.ops` (``SepConv``, ``AtrousConv`` or, with ``atrous="separable"``,
+    ``DilConv``), all with non-affine BatchNorm.
 
     ``forward(x, w, chunks, repeats)``: ``x`` may stack ``chunks`` transitions' states,
     interleaved sample by sample; every BatchNorm normalises each of them over its own samples
@@ -308,12 +390,76 @@ class _StateEdges(nn.Module):
         x = self.convs[f"sep{k}_pw2"](self.convs[f"sep{k}_dw2"](x))
         return self._bn(self.bns[f"sep{k}_2"], x, chunks, repeats)
 
+    def _sep_pair(self, r: torch.Tensor, chunks: int, repeats: int) -> torch.Tensor:
+        """``sep_conv_3x3`` and ``sep_conv_5x5`` of every edge as one pair of separable layers.
+
+        Channels ``(kernel, edge, c)``: the 3×3 edges, then the 5×5 ones. Each layer is one
+        depthwise conv (the 3×3 kernels zero-padded to 5×5 — the padded taps add exact zeros
+        and get no gradient — beside the 5×5 ones; channels-last on CPU), one batched matmul
+        for the ``2 · edges`` pointwise convs and one BatchNorm call for both kernels
+        (:func:`_batch_norms`): the values of :meth:`_sep` for k = 3 and 5 up to float
+        rounding, in 6 kernel calls instead of 12.
+        """
+        N, C, H, W = r.shape
+        groups = 2 * self.edges
+        wide = groups * C
+        channels_last = torch.channels_last
+        cl = r.device.type == "cpu"  # oneDNN's NHWC depthwise kernels are the fast ones
+        x = r
+        for layer in ("1", "2"):
+            dw3, dw5 = (self.convs[f"sep{k}_dw{layer}"].weight for k in (3, 5))
+            pw3, pw5 = (self.convs[f"sep{k}_pw{layer}"].weight for k in (3, 5))
+            dw = torch.cat([F.pad(dw3, (1, 1, 1, 1)), dw5])  # (wide, 1, 5, 5), (kernel, edge, c)
+            if layer == "1":
+                # every (kernel, edge) reads the same state: channel multiplier `groups` on r
+                # itself (nothing repeated or saved twice); output channels (c, kernel, edge)
+                dw = dw.view(groups, C, 1, 5, 5).transpose(0, 1).reshape(wide, 1, 5, 5)
+            dw, rh, rw = _reachable_taps(dw, H, W, 1)
+            if cl and not x.is_contiguous(memory_format=channels_last):
+                x = _ChannelsLast.apply(x)
+            y = F.conv2d(x, dw, None, 1, (rh, rw), 1, C if layer == "1" else wide)
+            # (kernel·edge, c, sample, y, x): one copy, then all pointwise convs as one bmm
+            # (CPU's grouped conv loops over the groups; a broadcast matmul would copy the
+            # weights once per sample and keep the copy for the backward pass)
+            if layer == "1":
+                y = y.unflatten(1, (C, groups)).permute(2, 1, 0, 3, 4)
+            else:
+                y = y.unflatten(1, (groups, C)).permute(1, 2, 0, 3, 4)
+            pw = torch.cat([pw3, pw5]).view(groups, C, C)
+            y = torch.bmm(pw, y.reshape(groups, C, N * H * W)).view(groups, C, N, H, W)
+            x = y.permute(2, 0, 1, 3, 4).reshape(N, wide, H, W)
+            bns = [self.bns[f"sep{k}_{layer}"] for k in (3, 5)]
+            x = _batch_norms(bns, x, chunks, repeats)  # type: ignore[arg-type]
+            if layer == "1":
+                if cl and not x.is_contiguous(memory_format=channels_last):
+                    x = _ChannelsLast.apply(x)  # before the ReLU: one saved copy, not two
+                x = F.relu(x, inplace=True)
+        return x
+
+    def _atrous_pair(self, r: torch.Tensor, chunks: int, repeats: int) -> torch.Tensor:
+        """Both full atrous convs (rate 2) as one matmul, on maps of at most 2×2.
+
+        There only the centre tap of either kernel sees the map (:func:`_conv`), so the two
+        convs are one 1×1 conv — a matmul — and their BatchNorms one call: :meth:`_atrous` for
+        k = 3 and 5 up to float rounding. (Also valid up to 4×4, where both trim to 3×3, but
+        the stacked kernels would be one more copy kept for the backward pass.) Channels
+        ``(kernel, edge, c)``.
+        """
+        N, C, H, W = r.shape
+        if H > 2 or W > 2:
+            raise ValueError(f"_atrous_pair: maps of at most 2×2, got {H}×{W}")
+        centres = [self.convs[f"atrous{k}"].weight[:, :, k // 2, k // 2] for k in (3, 5)]
+        y = torch.matmul(torch.cat(centres), r.reshape(N, C, H * W)).view(N, -1, H, W)
+        bns = [self.bns[f"atrous{k}"] for k in (3, 5)]
+        return _batch_norms(bns, y, chunks, repeats)  # type: ignore[arg-type]
+
     def _atrous(
-        self, k: int, r: torch.Tensor, r_wide: torch.Tensor, chunks: int, repeats: int
+        self, k: int, r: torch.Tensor, r_wide: torch.Tensor | None, chunks: int, repeats: int
     ) -> torch.Tensor:
         if self.atrous_full:
             x = self.convs[f"atrous{k}"](r)
         else:
+            assert r_wide is not None
             x = self.convs[f"atrous{k}_pw"](self.convs[f"atrous{k}_dw"](r_wide))
         return self._bn(self.bns[f"atrous{k}"], x, chunks, repeats)
 
@@ -323,13 +469,23 @@ class _StateEdges(nn.Module):
         N, C, H, W = x.shape
         m = self.edges
         r = F.relu(x)
-        r_wide = r.unsqueeze(1).expand(N, m, C, H, W).reshape(N, m * C, H, W)
+        r_wide = None
+        if not (self.atrous_full and _FUSED_KERNELS):
+            r_wide = r.unsqueeze(1).expand(N, m, C, H, W).reshape(N, m * C, H, W)
+        if _FUSED_KERNELS:
+            sep3, sep5 = self._sep_pair(r, chunks, repeats).view(N, 2, m * C, H, W).unbind(1)
+        else:
+            assert r_wide is not None
+            sep3, sep5 = (self._sep(k, r_wide, chunks, repeats) for k in (3, 5))
         conv_outputs = {
-            "sep_conv_3x3": self._sep(3, r_wide, chunks, repeats),
-            "sep_conv_5x5": self._sep(5, r_wide, chunks, repeats),
-            "atrous_conv_3x3": self._atrous(3, r, r_wide, chunks, repeats),
-            "atrous_conv_5x5": self._atrous(5, r, r_wide, chunks, repeats),
+            "sep_conv_3x3": sep3,
+            "sep_conv_5x5": sep5,
         }
+        if _FUSED_KERNELS and self.atrous_full and H <= 2 and W <= 2:
+            a3, a5 = self._atrous_pair(r, chunks, repeats).view(N, 2, m * C, H, W).unbind(1)
+        else:
+            a3, a5 = (self._atrous(k, r, r_wide, chunks, repeats) for k in (3, 5))
+        conv_outputs["atrous_conv_3x3"], conv_outputs["atrous_conv_5x5"] = a3, a5
         max_pool = F.max_pool2d(x, 3, 1, 1)
         avg_pool = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
         free_outputs = {
