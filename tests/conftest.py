@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny synthetic dataset rendered once per session."""
+"""Shared fixtures: one intra-op thread per test, a tiny synthetic dataset rendered once."""
 
 import os
 
@@ -6,6 +6,20 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Two pytest-xdist workers share two cores: more threads per process (and per subprocess a
+# test starts, which inherits this) only stall each other. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread in every test (restored after a test that changes it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -18,15 +18,6 @@ from lightning_nas.spaces import DartsSpace
 GENOTYPE = "experiments/genotypes/darts_v2.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def net(seed=0):
     torch.manual_seed(seed)
     return build_network(GENOTYPE, num_classes=6, C=4, layers=3)

@@ -19,15 +19,6 @@ from lightning_nas.spaces import DartsSpace
 SIZE = (32, 32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_space(seed=0, C=4):
     torch.manual_seed(seed)
     return DartsSpace(num_classes=6, C=C, layers=3, steps=2, multiplier=2, stem_multiplier=2)

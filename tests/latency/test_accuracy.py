@@ -40,15 +40,6 @@ from lightning_nas.methods.darts.space import DartsSpace
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------- timing
 class FakeTimer:
     """Stands in for ``torch.utils.benchmark.Timer``: records what it was given."""

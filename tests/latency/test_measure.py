@@ -10,15 +10,6 @@ from lightning_nas.methods.autodeeplab.genotype import AUTODEEPLAB_PRIMITIVES
 from lightning_nas.methods.darts.genotype import DARTS_PRIMITIVES
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("op", sorted(set(DARTS_PRIMITIVES + AUTODEEPLAB_PRIMITIVES) - {"none"}))
 def test_candidate_ops_build_with_their_input_shapes(op, stride):

@@ -22,15 +22,6 @@ from lightning_nas.methods.darts.space import DartsSpace, _MixedOp
 SIZE = (20, 24)  # odd sizes after two reductions: exercises the ceil arithmetic
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fake_ms(config: OpConfig) -> float:
     """Integer latencies: sums are exact in float32."""
     base = DARTS_PRIMITIVES.index(config.op) if config.op in DARTS_PRIMITIVES else 10

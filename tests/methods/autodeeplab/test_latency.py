@@ -35,15 +35,6 @@ CELL = (  # every op, inputs h[l-2], h[l-1] and blocks
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fake_ms(config: OpConfig) -> float:
     """Integer latencies that differ by op, channels and size (sums exact in float32)."""
     base = AUTODEEPLAB_PRIMITIVES.index(config.op) if config.op in OPS else 9

@@ -69,8 +69,10 @@ def test_random_then_refine_study_survives_a_kill_and_exports_a_retrainable_cell
             time.sleep(0.2)
             if not (root / "study.db").is_file():
                 continue
-            try:  # read only: the worker creates the tables and the study
-                storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+            try:  # read only (a read-only connection: this poller must never stamp the schema
+                # version while the worker creates it, a race that crashed the worker)
+                read_only = f"sqlite:///file:{root}/study.db?mode=ro&uri=true"
+                storage = optuna.storages.RDBStorage(read_only, skip_table_creation=True)
                 study = optuna.load_study(study_name="dpc_cpu", storage=storage)
             except Exception:  # noqa: BLE001 - not created yet
                 continue
