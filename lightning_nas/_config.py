@@ -84,3 +84,16 @@ def drop_module_hparams(module: Any) -> None:
     for store in (module.hparams, getattr(module, "_hparams_initial", {})):
         for key in [k for k, v in store.items() if isinstance(v, nn.Module)]:
             del store[key]
+
+
+def missing_callbacks(module: Any, *defaults: type) -> list[Any]:
+    """A new instance of each callback class in ``defaults`` the module's trainer lacks.
+
+    For a LightningModule's ``configure_callbacks``: a configured callback of the class, or of
+    a subclass, is kept instead. A module without a Trainer (called by hand) gets them all.
+    """
+    try:  # the Trainer attaches itself before it calls configure_callbacks
+        have = {type(cb) for cb in module.trainer.callbacks}
+    except RuntimeError:
+        have = set()
+    return [cls() for cls in defaults if not any(issubclass(t, cls) for t in have)]

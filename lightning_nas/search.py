@@ -55,7 +55,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from lightning_nas._config import as_factory, drop_module_hparams
+from lightning_nas._config import as_factory, drop_module_hparams, missing_callbacks
 from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.bilevel import unrolled_arch_gradient, weights_frozen
 from lightning_nas.errors import ConfigError
@@ -476,15 +476,4 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
         """Add the genotype writer, the architecture logger and exact resume unless configured."""
         from callbacks import ArchitectureLogger, ExactResume, GenotypeWriter
 
-        try:  # the Trainer attaches itself before it calls this hook
-            have = {type(cb) for cb in self.trainer.callbacks}
-        except RuntimeError:  # called by hand on a module without a Trainer
-            have = set()
-        extra: list[Callback] = []
-        if not any(issubclass(t, GenotypeWriter) for t in have):
-            extra.append(GenotypeWriter())
-        if not any(issubclass(t, ArchitectureLogger) for t in have):
-            extra.append(ArchitectureLogger())
-        if not any(issubclass(t, ExactResume) for t in have):
-            extra.append(ExactResume())
-        return extra
+        return missing_callbacks(self, GenotypeWriter, ArchitectureLogger, ExactResume)

@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from lightning_nas._config import as_factory, drop_module_hparams
+from lightning_nas._config import as_factory, drop_module_hparams, missing_callbacks
 from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.data.evaluation import multiscale_flip_logits
 from lightning_nas.errors import ConfigError
@@ -269,11 +269,7 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         """Add :class:`callbacks.ExactResume` unless the user configured one."""
         from callbacks import ExactResume
 
-        try:  # the Trainer attaches itself before it calls this hook
-            have = {type(cb) for cb in self.trainer.callbacks}
-        except RuntimeError:  # called by hand on a module without a Trainer
-            have = set()
-        return [] if any(issubclass(t, ExactResume) for t in have) else [ExactResume()]
+        return missing_callbacks(self, ExactResume)
 
     def configure_optimizers(self) -> Any:
         opt = self._optimizer(self.parameters())
