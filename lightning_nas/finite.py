@@ -246,3 +246,29 @@ class NonFiniteGuard:
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         """Restore the counts saved by :meth:`state_dict`."""
         self.skipped = {str(k): int(v) for k, v in state.items()}
+
+
+class NonFiniteHooks:
+    """LightningModule mixin: the guard's counts in every checkpoint, its summary after ``fit``.
+
+    The module creates ``self._nonfinite`` (a :class:`NonFiniteGuard`) in ``__init__``; list the
+    mixin before ``LightningModule`` among the bases. Each hook calls ``super()`` first.
+    """
+
+    _nonfinite: NonFiniteGuard
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+        checkpoint[CHECKPOINT_KEY] = self._nonfinite.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        self._nonfinite.load_state_dict(checkpoint.get(CHECKPOINT_KEY, {}))
+
+    def on_fit_end(self) -> None:
+        super().on_fit_end()  # type: ignore[misc]
+        summary = self._nonfinite.summary()
+        if summary:
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(summary)

@@ -59,9 +59,8 @@ from lightning_nas._config import as_factory, drop_module_hparams, missing_callb
 from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.bilevel import unrolled_arch_gradient, weights_frozen
 from lightning_nas.errors import ConfigError
-from lightning_nas.finite import CHECKPOINT_KEY as NONFINITE_KEY
 from lightning_nas.finite import LOG_KEY as NONFINITE_LOG_KEY
-from lightning_nas.finite import NonFiniteGuard
+from lightning_nas.finite import NonFiniteGuard, NonFiniteHooks
 from lightning_nas.genotypes import Genotype
 from lightning_nas.loss_terms import collect_terms
 from lightning_nas.resume import MID_EPOCH_KEY  # noqa: F401  (re-exported, older imports)
@@ -85,7 +84,7 @@ DEFAULT_ARCH_OPTIMIZER: dict[str, Any] = {
 }
 
 
-class SearchModule(SegmentationEvalMixin, LightningModule):
+class SearchModule(NonFiniteHooks, SegmentationEvalMixin, LightningModule):
     """Differentiable architecture search of a :class:`~lightning_nas.spaces.base.SearchSpace`.
 
     Args:
@@ -461,16 +460,8 @@ class SearchModule(SegmentationEvalMixin, LightningModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)  # the skipped-batch counts (NonFiniteHooks)
         checkpoint["genotype"] = self.derive().to_dict()
-        checkpoint[NONFINITE_KEY] = self._nonfinite.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._nonfinite.load_state_dict(checkpoint.get(NONFINITE_KEY, {}))
-
-    def on_fit_end(self) -> None:
-        summary = self._nonfinite.summary()
-        if summary:
-            rank_zero_warn(summary)
 
     def configure_callbacks(self) -> list[Callback]:
         """Add the genotype writer, the architecture logger and exact resume unless configured."""

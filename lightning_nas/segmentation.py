@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -29,9 +28,8 @@ from lightning_nas._config import as_factory, drop_module_hparams, missing_callb
 from lightning_nas._evaluation import SegmentationEvalMixin
 from lightning_nas.data.evaluation import multiscale_flip_logits
 from lightning_nas.errors import ConfigError
-from lightning_nas.finite import CHECKPOINT_KEY as NONFINITE_KEY
 from lightning_nas.finite import LOG_KEY as NONFINITE_LOG_KEY
-from lightning_nas.finite import NonFiniteGuard
+from lightning_nas.finite import NonFiniteGuard, NonFiniteHooks
 from lightning_nas.loss_terms import collect_terms
 from lightning_nas.schedules import PolyLR, set_total_iters
 
@@ -46,7 +44,7 @@ DEFAULT_LR_SCHEDULER: dict[str, Any] = {
 }
 
 
-class SegmentationModule(SegmentationEvalMixin, LightningModule):
+class SegmentationModule(NonFiniteHooks, SegmentationEvalMixin, LightningModule):
     """Train a discrete network with poly (or any) lr, cross-entropy (or an smp loss), mIoU.
 
     Args:
@@ -253,17 +251,6 @@ class SegmentationModule(SegmentationEvalMixin, LightningModule):
         """Do not step on a window of skipped batches (momentum and weight decay would)."""
         if not self._window_has_step:
             optimizer.zero_grad(set_to_none=True)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[NONFINITE_KEY] = self._nonfinite.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._nonfinite.load_state_dict(checkpoint.get(NONFINITE_KEY, {}))
-
-    def on_fit_end(self) -> None:
-        summary = self._nonfinite.summary()
-        if summary:
-            rank_zero_warn(summary)
 
     def configure_callbacks(self) -> list[Callback]:
         """Add :class:`callbacks.ExactResume` unless the user configured one."""
